@@ -1,0 +1,180 @@
+//! Activity metadata as stored in `sk:{A}:meta`, and the validated input that creates it.
+
+use std::collections::HashMap;
+
+use crate::error::LedgerError;
+use crate::keys::ActivityId;
+
+/// An activity's metadata (everything but its live counters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivityMeta {
+    pub id: ActivityId,
+    pub name: String,
+    pub price_cents: i64,
+    pub stock_total: i64,
+    pub per_user_limit: u32,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    /// Closed early by an operator.
+    pub closed: bool,
+}
+
+/// Where an activity stands, as shown to buyers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivityState {
+    Upcoming,
+    Open,
+    SoldOut,
+    Ended,
+}
+
+impl ActivityState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityState::Upcoming => "upcoming",
+            ActivityState::Open => "open",
+            ActivityState::SoldOut => "sold_out",
+            ActivityState::Ended => "ended",
+        }
+    }
+}
+
+impl ActivityMeta {
+    /// Decodes the `meta` hash; `None` when the hash is empty (no such activity).
+    pub fn from_hash(
+        id: &ActivityId,
+        fields: &HashMap<String, String>,
+    ) -> Result<Option<Self>, LedgerError> {
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let corrupt = |detail: String| LedgerError::Corrupt {
+            key: format!("sk:{{{id}}}:meta"),
+            detail,
+        };
+        let text = |name: &str| {
+            fields
+                .get(name)
+                .cloned()
+                .ok_or_else(|| corrupt(format!("missing field {name}")))
+        };
+        fn number<T: std::str::FromStr>(
+            name: &str,
+            raw: String,
+            corrupt: &dyn Fn(String) -> LedgerError,
+        ) -> Result<T, LedgerError> {
+            raw.parse()
+                .map_err(|_| corrupt(format!("field {name} is not a number: {raw:?}")))
+        }
+        Ok(Some(ActivityMeta {
+            id: id.clone(),
+            name: text("name")?,
+            price_cents: number("price_cents", text("price_cents")?, &corrupt)?,
+            stock_total: number("stock_total", text("stock_total")?, &corrupt)?,
+            per_user_limit: number("per_user_limit", text("per_user_limit")?, &corrupt)?,
+            starts_at_ms: number("starts_at", text("starts_at")?, &corrupt)?,
+            ends_at_ms: number("ends_at", text("ends_at")?, &corrupt)?,
+            closed: fields.get("closed").is_some_and(|c| c == "1"),
+        }))
+    }
+
+    /// The buyer-facing state at `now_ms` with `stock_left` units available.
+    pub fn state(&self, now_ms: i64, stock_left: i64) -> ActivityState {
+        if self.closed || now_ms >= self.ends_at_ms {
+            ActivityState::Ended
+        } else if now_ms < self.starts_at_ms {
+            ActivityState::Upcoming
+        } else if stock_left <= 0 {
+            ActivityState::SoldOut
+        } else {
+            ActivityState::Open
+        }
+    }
+}
+
+/// A validated request to create an activity.
+#[derive(Clone, Debug)]
+pub struct NewActivity {
+    pub id: ActivityId,
+    pub name: String,
+    pub price_cents: i64,
+    pub stock_total: i64,
+    pub per_user_limit: u32,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+}
+
+impl NewActivity {
+    /// Checks everything Redis would otherwise store blindly.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return Err(format!("activity {}: name must be 1 to 200 bytes", self.id));
+        }
+        if self.price_cents < 0 {
+            return Err(format!("activity {}: price must not be negative", self.id));
+        }
+        if self.stock_total < 0 {
+            return Err(format!("activity {}: stock must not be negative", self.id));
+        }
+        if self.per_user_limit == 0 {
+            return Err(format!(
+                "activity {}: per-user limit must be at least 1",
+                self.id
+            ));
+        }
+        if self.ends_at_ms <= self.starts_at_ms {
+            return Err(format!("activity {}: it must end after it starts", self.id));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> ActivityMeta {
+        ActivityMeta {
+            id: ActivityId::parse("a").unwrap(),
+            name: "n".into(),
+            price_cents: 100,
+            stock_total: 5,
+            per_user_limit: 1,
+            starts_at_ms: 1_000,
+            ends_at_ms: 2_000,
+            closed: false,
+        }
+    }
+
+    #[test]
+    fn state_follows_window_stock_and_close() {
+        let m = meta();
+        assert_eq!(m.state(999, 5), ActivityState::Upcoming);
+        assert_eq!(m.state(1_000, 5), ActivityState::Open);
+        assert_eq!(m.state(1_500, 0), ActivityState::SoldOut);
+        assert_eq!(m.state(2_000, 5), ActivityState::Ended);
+        let closed = ActivityMeta { closed: true, ..m };
+        assert_eq!(closed.state(1_500, 5), ActivityState::Ended);
+    }
+
+    #[test]
+    fn hash_round_trip_and_corruption() {
+        let id = ActivityId::parse("a").unwrap();
+        assert_eq!(ActivityMeta::from_hash(&id, &HashMap::new()).unwrap(), None);
+        let mut fields: HashMap<String, String> = [
+            ("name", "n"),
+            ("price_cents", "100"),
+            ("stock_total", "5"),
+            ("per_user_limit", "1"),
+            ("starts_at", "1000"),
+            ("ends_at", "2000"),
+            ("closed", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(ActivityMeta::from_hash(&id, &fields).unwrap(), Some(meta()));
+        fields.insert("stock_total".into(), "lots".into());
+        assert!(ActivityMeta::from_hash(&id, &fields).is_err());
+    }
+}

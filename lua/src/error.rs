@@ -1,0 +1,40 @@
+//! Errors of the ledger, tagged by whether retrying can help.
+
+/// What went wrong talking to the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Redis could not be reached or answered with an error.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A script answered outside its documented contract: a bug or a foreign key in our space.
+    #[error("script {script} answered outside its contract: {detail}")]
+    Contract {
+        script: &'static str,
+        detail: String,
+    },
+    /// A stored record could not be decoded.
+    #[error("corrupt ledger record {key}: {detail}")]
+    Corrupt { key: String, detail: String },
+}
+
+impl LedgerError {
+    /// True when the same call may succeed later (Redis down, timeout, failover).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LedgerError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || matches!(
+                        e.kind(),
+                        redis::ErrorKind::BusyLoadingError
+                            | redis::ErrorKind::TryAgain
+                            | redis::ErrorKind::MasterDown
+                            | redis::ErrorKind::ClusterDown
+                    )
+            }
+            LedgerError::Contract { .. } | LedgerError::Corrupt { .. } => false,
+        }
+    }
+}

@@ -1,0 +1,669 @@
+//! [`Ledger`]: typed callers of the ledger scripts over auto-pipelined Redis connections.
+//!
+//! Every caller goes through here; nobody else builds script arguments. Scripts run with EVALSHA;
+//! a NOSCRIPT answer (Redis restarted, failed over, or `SCRIPT FLUSH`) loads the script and
+//! retries exactly once.
+//!
+//! Connections are `redis` connection managers: multiplexed (many concurrent requests share one
+//! socket and are written as pipelines) and reconnecting. A small pool of them spreads the
+//! parsing work of the client side over the runtime's workers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, FromRedisValue, ToRedisArgs};
+
+use crate::activity::{ActivityMeta, NewActivity};
+use crate::error::LedgerError;
+use crate::event::LedgerEvent;
+use crate::id::IdGenerator;
+use crate::keys::{self, ActivityId, ActivityKeys, UserId};
+use crate::order::{OrderId, OrderRecord};
+use crate::scripts::{Script, SCRIPTS};
+
+/// How to reach Redis.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    pub url: String,
+    /// Multiplexed connections in the pool (each one pipelines many requests).
+    pub connections: usize,
+    /// Upper bound on one command's round trip; past it the caller gets a retryable error.
+    pub response_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl LedgerConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        LedgerConfig {
+            url: url.into(),
+            connections: 4,
+            response_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A handle on the ledger. Cheap to clone; clones share the connection pool.
+#[derive(Clone)]
+pub struct Ledger {
+    connections: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
+    /// NOSCRIPT recoveries so far (exported as a metric).
+    script_reloads: Arc<AtomicU64>,
+    client: redis::Client,
+}
+
+/// What one attempt in `deduct.lua` came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeductOutcome {
+    Won {
+        order_id: OrderId,
+        stock_left: i64,
+    },
+    /// The user's allowance was already used; their latest order.
+    Repeat {
+        order_id: Option<OrderId>,
+    },
+    SoldOut {
+        stock_left: i64,
+    },
+    LimitExceeded,
+    NotStarted,
+    Ended,
+    NotFound,
+}
+
+/// One buyer's attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    pub user: &'a UserId,
+    pub quantity: u32,
+    pub channel: &'a str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    Released {
+        stock_left: i64,
+    },
+    AlreadyReleased,
+    UnknownOrder,
+    /// Paid or later: the stock is final.
+    NotReleasable,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    Confirmed,
+    AlreadyConfirmed,
+    UnknownOrder,
+    /// The order's stock was released.
+    NotConfirmable,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    Exists,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestockOutcome {
+    Restocked {
+        stock_left: i64,
+    },
+    /// The requested total is below what is already won or sold (`taken`).
+    BelowTaken {
+        taken: i64,
+    },
+    NotFound,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseOutcome {
+    Closed,
+    AlreadyClosed,
+    NotFound,
+}
+
+/// Live counters of one activity, read atomically.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    pub stock: i64,
+    pub reserved: i64,
+    pub sold: i64,
+    pub orders: i64,
+    pub outbox: i64,
+}
+
+/// The exact, atomic audit of one activity (see `audit.lua`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Audit {
+    pub stock_total: i64,
+    pub stock: i64,
+    pub reserved: i64,
+    pub sold: i64,
+    pub per_user_limit: i64,
+    pub buyers: i64,
+    pub units_held: i64,
+    pub orders: i64,
+    pub units_in_live_orders: i64,
+    pub outbox: i64,
+    pub released: i64,
+    /// Buyers holding more than the limit: (user, units).
+    pub over_limit: Vec<(String, i64)>,
+}
+
+/// For scripts that take no ARGV.
+const NO_ARGS: &[&str] = &[];
+
+fn contract(script: &Script, detail: impl Into<String>) -> LedgerError {
+    LedgerError::Contract {
+        script: script.name,
+        detail: detail.into(),
+    }
+}
+
+impl Ledger {
+    /// Opens the connection pool and preloads every script.
+    pub async fn connect(config: &LedgerConfig) -> Result<Self, LedgerError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(config.response_timeout)
+            .set_connection_timeout(config.connect_timeout)
+            .set_number_of_retries(2)
+            .set_max_delay(500);
+        let mut connections = Vec::with_capacity(config.connections.max(1));
+        for _ in 0..config.connections.max(1) {
+            connections.push(
+                ConnectionManager::new_with_config(client.clone(), manager_config.clone()).await?,
+            );
+        }
+        let ledger = Ledger {
+            connections: connections.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+            script_reloads: Arc::new(AtomicU64::new(0)),
+            client,
+        };
+        ledger.preload().await?;
+        Ok(ledger)
+    }
+
+    /// The underlying client (for pub/sub connections).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// A connection from the pool, round robin.
+    pub fn connection(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        self.connections[i].clone()
+    }
+
+    /// How many times a NOSCRIPT answer made us reload a script.
+    pub fn script_reloads(&self) -> u64 {
+        self.script_reloads.load(Ordering::Relaxed)
+    }
+
+    /// SCRIPT LOAD of every script, so the hot path only ever sends EVALSHA.
+    pub async fn preload(&self) -> Result<(), LedgerError> {
+        let mut conn = self.connection();
+        for script in SCRIPTS.all() {
+            let sha: String = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(script.source)
+                .query_async(&mut conn)
+                .await?;
+            if sha != script.sha {
+                return Err(contract(
+                    script,
+                    format!("SCRIPT LOAD gave sha {sha}, expected {}", script.sha),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// PING, for readiness checks.
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        let mut conn = self.connection();
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// EVALSHA, and on NOSCRIPT: SCRIPT LOAD and one retry.
+    async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: impl ToRedisArgs,
+    ) -> Result<T, LedgerError> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&script.sha).arg(keys.len()).arg(keys).arg(args);
+        let mut conn = self.connection();
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                self.script_reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    script = script.name,
+                    "NOSCRIPT: reloading the script and retrying once"
+                );
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(script.source)
+                    .query_async::<String>(&mut conn)
+                    .await?;
+                Ok(cmd.query_async(&mut conn).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// One attempt: window, limit and stock checks, decrement, buyer, order and outbox — atomically.
+    pub async fn deduct(
+        &self,
+        keys: &ActivityKeys,
+        attempt: Attempt<'_>,
+        ids: &IdGenerator,
+    ) -> Result<DeductOutcome, LedgerError> {
+        let script = &SCRIPTS.deduct;
+        let key_list = [
+            keys.meta.as_str(),
+            &keys.stock,
+            &keys.reserved,
+            &keys.buyers,
+            &keys.user_order,
+            &keys.orders,
+            &keys.outbox,
+        ];
+        // An id collision is refused by the script without writing; a fresh id fixes it.
+        for _ in 0..3 {
+            let order_id = ids.next_id();
+            let (code, returned, stock_left): (i64, String, i64) = self
+                .eval(
+                    script,
+                    &key_list,
+                    (
+                        attempt.user.as_str(),
+                        attempt.quantity,
+                        order_id.0,
+                        attempt.channel,
+                        keys.id.as_str(),
+                    ),
+                )
+                .await?;
+            let parse_id = |text: &str| OrderId::parse(text).map_err(|e| contract(script, e));
+            return Ok(match code {
+                0 => DeductOutcome::Won {
+                    order_id: parse_id(&returned)?,
+                    stock_left,
+                },
+                1 => DeductOutcome::Repeat {
+                    order_id: if returned.is_empty() {
+                        None
+                    } else {
+                        Some(parse_id(&returned)?)
+                    },
+                },
+                2 => DeductOutcome::SoldOut { stock_left },
+                3 => DeductOutcome::LimitExceeded,
+                4 => DeductOutcome::NotStarted,
+                5 => DeductOutcome::Ended,
+                6 => DeductOutcome::NotFound,
+                7 => {
+                    tracing::warn!(
+                        order = order_id.0,
+                        "order id already taken; retrying with a fresh id"
+                    );
+                    continue;
+                }
+                other => return Err(contract(script, format!("unknown code {other}"))),
+            });
+        }
+        Err(contract(script, "three order ids in a row were taken"))
+    }
+
+    /// Gives an order's stock back (idempotent), recording `status` on the order.
+    pub async fn release(
+        &self,
+        keys: &ActivityKeys,
+        order_id: OrderId,
+        status: crate::order::OrderStatus,
+    ) -> Result<ReleaseOutcome, LedgerError> {
+        let script = &SCRIPTS.release;
+        let (code, stock_left): (i64, i64) = self
+            .eval(
+                script,
+                &[
+                    keys.stock.as_str(),
+                    &keys.reserved,
+                    &keys.buyers,
+                    &keys.user_order,
+                    &keys.orders,
+                    &keys.released,
+                ],
+                (order_id.0, status.as_str()),
+            )
+            .await?;
+        Ok(match code {
+            0 => ReleaseOutcome::Released { stock_left },
+            1 => ReleaseOutcome::AlreadyReleased,
+            2 => ReleaseOutcome::UnknownOrder,
+            3 => ReleaseOutcome::NotReleasable,
+            other => return Err(contract(script, format!("unknown code {other}"))),
+        })
+    }
+
+    /// Moves a paid order's units from reserved to sold (idempotent).
+    pub async fn confirm(
+        &self,
+        keys: &ActivityKeys,
+        order_id: OrderId,
+    ) -> Result<ConfirmOutcome, LedgerError> {
+        let script = &SCRIPTS.confirm;
+        let (code,): (i64,) = self
+            .eval(
+                script,
+                &[
+                    keys.reserved.as_str(),
+                    &keys.sold,
+                    &keys.orders,
+                    &keys.released,
+                ],
+                order_id.0,
+            )
+            .await?;
+        Ok(match code {
+            0 => ConfirmOutcome::Confirmed,
+            1 => ConfirmOutcome::AlreadyConfirmed,
+            2 => ConfirmOutcome::UnknownOrder,
+            3 => ConfirmOutcome::NotConfirmable,
+            other => return Err(contract(script, format!("unknown code {other}"))),
+        })
+    }
+
+    /// Creates an activity (never overwriting one) and lists it in `sk:activities`.
+    pub async fn create_activity(
+        &self,
+        activity: &NewActivity,
+    ) -> Result<CreateOutcome, LedgerError> {
+        let script = &SCRIPTS.create;
+        let keys = ActivityKeys::new(&activity.id);
+        let (code,): (i64,) = self
+            .eval(
+                script,
+                &[keys.meta.as_str(), &keys.stock, &keys.reserved, &keys.sold],
+                (
+                    activity.name.as_str(),
+                    activity.price_cents,
+                    activity.stock_total,
+                    activity.per_user_limit,
+                    activity.starts_at_ms,
+                    activity.ends_at_ms,
+                ),
+            )
+            .await?;
+        match code {
+            0 => {
+                // A separate key (another slot on a cluster); the activity itself is complete
+                // without it, the list only helps operators find it.
+                self.connection()
+                    .sadd::<_, _, ()>(keys::ACTIVITIES, activity.id.as_str())
+                    .await?;
+                self.publish(&LedgerEvent::Changed(activity.id.clone()))
+                    .await?;
+                Ok(CreateOutcome::Created)
+            }
+            1 => Ok(CreateOutcome::Exists),
+            other => Err(contract(script, format!("unknown code {other}"))),
+        }
+    }
+
+    /// Sets the total stock; refuses to go below what is already won or sold.
+    pub async fn restock(
+        &self,
+        keys: &ActivityKeys,
+        stock_total: i64,
+    ) -> Result<RestockOutcome, LedgerError> {
+        let script = &SCRIPTS.restock;
+        let (code, value): (i64, i64) = self
+            .eval(
+                script,
+                &[keys.meta.as_str(), &keys.stock, &keys.reserved, &keys.sold],
+                stock_total,
+            )
+            .await?;
+        let outcome = match code {
+            0 => RestockOutcome::Restocked { stock_left: value },
+            1 => return Ok(RestockOutcome::BelowTaken { taken: value }),
+            2 => return Ok(RestockOutcome::NotFound),
+            other => return Err(contract(script, format!("unknown code {other}"))),
+        };
+        self.publish(&LedgerEvent::Changed(keys.id.clone())).await?;
+        if value > 0 {
+            self.publish(&LedgerEvent::StockBack(keys.id.clone()))
+                .await?;
+        } else {
+            self.publish(&LedgerEvent::SoldOut(keys.id.clone())).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Ends an activity now.
+    pub async fn close(&self, keys: &ActivityKeys) -> Result<CloseOutcome, LedgerError> {
+        let script = &SCRIPTS.close;
+        let (code,): (i64,) = self.eval(script, &[keys.meta.as_str()], NO_ARGS).await?;
+        let outcome = match code {
+            0 => CloseOutcome::Closed,
+            1 => CloseOutcome::AlreadyClosed,
+            2 => CloseOutcome::NotFound,
+            other => return Err(contract(script, format!("unknown code {other}"))),
+        };
+        if outcome == CloseOutcome::Closed {
+            self.publish(&LedgerEvent::Changed(keys.id.clone())).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// The exact ledger audit of one activity; `None` if it does not exist.
+    pub async fn audit(&self, keys: &ActivityKeys) -> Result<Option<Audit>, LedgerError> {
+        let script = &SCRIPTS.audit;
+        let (numbers, over): (Vec<i64>, Vec<String>) = self
+            .eval(
+                script,
+                &[
+                    keys.meta.as_str(),
+                    &keys.stock,
+                    &keys.reserved,
+                    &keys.sold,
+                    &keys.buyers,
+                    &keys.orders,
+                    &keys.outbox,
+                    &keys.released,
+                ],
+                NO_ARGS,
+            )
+            .await?;
+        let [found, stock_total, stock, reserved, sold, per_user_limit, buyers, units_held, orders, live, outbox, released] =
+            numbers[..]
+        else {
+            return match numbers.first() {
+                Some(0) => Ok(None),
+                _ => Err(contract(
+                    script,
+                    format!("expected 12 numbers, got {numbers:?}"),
+                )),
+            };
+        };
+        if found != 1 {
+            return Err(contract(script, format!("found flag {found}")));
+        }
+        let over_limit = over
+            .chunks(2)
+            .map(|pair| match pair {
+                [user, units] => Ok((user.clone(), units.parse().unwrap_or(i64::MAX))),
+                _ => Err(contract(script, "odd over-limit list")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Audit {
+            stock_total,
+            stock,
+            reserved,
+            sold,
+            per_user_limit,
+            buyers,
+            units_held,
+            orders,
+            units_in_live_orders: live,
+            outbox,
+            released,
+            over_limit,
+        }))
+    }
+
+    /// An activity's metadata; `None` if it does not exist.
+    pub async fn meta(&self, id: &ActivityId) -> Result<Option<ActivityMeta>, LedgerError> {
+        let keys = ActivityKeys::new(id);
+        let fields: HashMap<String, String> = self.connection().hgetall(&keys.meta).await?;
+        ActivityMeta::from_hash(id, &fields)
+    }
+
+    /// Metadata and live counters, read in one MULTI (one slot, so fine on a cluster too).
+    pub async fn snapshot(
+        &self,
+        id: &ActivityId,
+    ) -> Result<Option<(ActivityMeta, Counters)>, LedgerError> {
+        let keys = ActivityKeys::new(id);
+        #[allow(clippy::type_complexity)]
+        let (fields, stock, reserved, sold, orders, outbox): (
+            HashMap<String, String>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            i64,
+        ) = redis::pipe()
+            .atomic()
+            .hgetall(&keys.meta)
+            .get(&keys.stock)
+            .get(&keys.reserved)
+            .get(&keys.sold)
+            .hlen(&keys.orders)
+            .zcard(&keys.outbox)
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(ActivityMeta::from_hash(id, &fields)?.map(|meta| {
+            (
+                meta,
+                Counters {
+                    stock: stock.unwrap_or(0),
+                    reserved: reserved.unwrap_or(0),
+                    sold: sold.unwrap_or(0),
+                    orders,
+                    outbox,
+                },
+            )
+        }))
+    }
+
+    /// Available units (0 for an unknown activity).
+    pub async fn stock_left(&self, keys: &ActivityKeys) -> Result<i64, LedgerError> {
+        let stock: Option<i64> = self.connection().get(&keys.stock).await?;
+        Ok(stock.unwrap_or(0))
+    }
+
+    /// Every activity id ever created, sorted.
+    pub async fn list_activities(&self) -> Result<Vec<ActivityId>, LedgerError> {
+        let mut ids: Vec<String> = self.connection().smembers(keys::ACTIVITIES).await?;
+        ids.sort();
+        Ok(ids
+            .iter()
+            .filter_map(|id| ActivityId::parse(id).ok())
+            .collect())
+    }
+
+    /// Records which activity an order belongs to, so it can be found by id alone.
+    pub async fn index_order(
+        &self,
+        order_id: OrderId,
+        activity: &ActivityId,
+    ) -> Result<(), LedgerError> {
+        self.connection()
+            .set::<_, _, ()>(keys::order_index(order_id.0), activity.as_str())
+            .await?;
+        Ok(())
+    }
+
+    /// Looks an order up by id alone.
+    pub async fn order(&self, order_id: OrderId) -> Result<Option<OrderRecord>, LedgerError> {
+        let mut conn = self.connection();
+        let activity: Option<String> = conn.get(keys::order_index(order_id.0)).await?;
+        let Some(activity) = activity.and_then(|a| ActivityId::parse(&a).ok()) else {
+            return Ok(None);
+        };
+        self.order_in(&ActivityKeys::new(&activity), order_id).await
+    }
+
+    /// Looks an order up in a known activity.
+    pub async fn order_in(
+        &self,
+        keys: &ActivityKeys,
+        order_id: OrderId,
+    ) -> Result<Option<OrderRecord>, LedgerError> {
+        let raw: Option<String> = self.connection().hget(&keys.orders, order_id.0).await?;
+        raw.map(|raw| {
+            serde_json::from_str(&raw).map_err(|e| LedgerError::Corrupt {
+                key: format!("{}[{order_id}]", keys.orders),
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Publishes an event to every gateway.
+    pub async fn publish(&self, event: &LedgerEvent) -> Result<(), LedgerError> {
+        self.connection()
+            .publish::<_, _, ()>(keys::EVENTS_CHANNEL, event.encode())
+            .await?;
+        Ok(())
+    }
+
+    /// Takes or renews id-generator worker lease `worker` for `instance`.
+    pub async fn lease_worker(
+        &self,
+        worker: u16,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<bool, LedgerError> {
+        let held: i64 = self
+            .eval(
+                &SCRIPTS.lease,
+                &[keys::worker_lease(worker).as_str()],
+                (instance, ttl.as_millis() as u64),
+            )
+            .await?;
+        Ok(held == 1)
+    }
+
+    /// Finds a free worker id, starting the search at `start`.
+    pub async fn acquire_worker(
+        &self,
+        start: u16,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<u16, LedgerError> {
+        for offset in 0..crate::id::WORKERS {
+            let worker = (start.wrapping_add(offset)) % crate::id::WORKERS;
+            if self.lease_worker(worker, instance, ttl).await? {
+                return Ok(worker);
+            }
+        }
+        Err(LedgerError::Contract {
+            script: SCRIPTS.lease.name,
+            detail: "all 1024 id-generator worker ids are leased".into(),
+        })
+    }
+}

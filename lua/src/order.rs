@@ -1,0 +1,112 @@
+//! The order record: what the ledger stores per won order and what travels to the writer.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A 64-bit order id. Always a string in JSON: it does not fit a JavaScript number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderId(pub u64);
+
+impl OrderId {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.parse::<u64>() {
+            Ok(n) if n > 0 && !text.starts_with('+') && !text.starts_with('0') => Ok(OrderId(n)),
+            _ => Err(format!(
+                "invalid order id {text:?}: expected a positive decimal number"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for OrderId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for OrderId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        OrderId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where an order is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Queued,
+    PendingPayment,
+    Paid,
+    Cancelled,
+    Refunding,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Queued => "queued",
+            OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunding => "refunding",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+}
+
+/// One won order, as recorded by `deduct.lua` in `sk:{A}:orders`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    pub order_id: OrderId,
+    pub activity_id: String,
+    pub user_id: String,
+    pub quantity: u32,
+    pub amount_cents: i64,
+    pub channel: String,
+    pub status: OrderStatus,
+    /// Unix milliseconds, from the Redis clock at the moment of the win.
+    pub created_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_id_is_a_json_string() {
+        let id = OrderId(u64::MAX - 1);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"18446744073709551614\"");
+        assert_eq!(serde_json::from_str::<OrderId>(&json).unwrap(), id);
+        assert!(
+            serde_json::from_str::<OrderId>("12").is_err(),
+            "numbers are refused"
+        );
+    }
+
+    #[test]
+    fn order_id_parse_refuses_odd_spellings() {
+        for bad in ["", "0", "007", "+7", "-7", "7x", "99999999999999999999"] {
+            assert!(OrderId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn record_decodes_what_the_script_writes() {
+        // The exact shape cjson produces in deduct.lua.
+        let raw = r#"{"amount_cents":19900,"channel":"app","quantity":1,"status":"queued","order_id":"123","user_id":"u1","activity_id":"a","created_at":1763766000123}"#;
+        let record: OrderRecord = serde_json::from_str(raw).unwrap();
+        assert_eq!(record.order_id, OrderId(123));
+        assert_eq!(record.status, OrderStatus::Queued);
+        assert_eq!(record.created_at, 1_763_766_000_123);
+    }
+}

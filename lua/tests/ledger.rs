@@ -1,0 +1,476 @@
+//! Contract tests of every ledger script, against the real Redis at `SECKILL_REDIS_URL`
+//! (default `redis://127.0.0.1:6379`). Each test works on its own activity ids.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use seckill_ledger::id::IdGenerator;
+use seckill_ledger::ledger::{
+    Attempt, CloseOutcome, ConfirmOutcome, CreateOutcome, DeductOutcome, LedgerConfig,
+    ReleaseOutcome, RestockOutcome,
+};
+use seckill_ledger::time::now_ms;
+use seckill_ledger::{ActivityId, ActivityKeys, Ledger, NewActivity, OrderStatus, UserId};
+
+fn redis_url() -> String {
+    std::env::var("SECKILL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn ledger() -> Ledger {
+    Ledger::connect(&LedgerConfig::new(redis_url()))
+        .await
+        .expect("Redis must be running (scripts/services.sh starts it)")
+}
+
+/// A fresh activity id no other test (or earlier run) uses.
+fn fresh_id(name: &str) -> ActivityId {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    ActivityId::parse(&format!(
+        "t-{name}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
+    .unwrap()
+}
+
+fn activity(
+    id: &ActivityId,
+    stock: i64,
+    limit: u32,
+    starts_in_ms: i64,
+    ends_in_ms: i64,
+) -> NewActivity {
+    let now = now_ms();
+    NewActivity {
+        id: id.clone(),
+        name: "test item".into(),
+        price_cents: 1999,
+        stock_total: stock,
+        per_user_limit: limit,
+        starts_at_ms: now + starts_in_ms,
+        ends_at_ms: now + ends_in_ms,
+    }
+}
+
+async fn open_activity(ledger: &Ledger, name: &str, stock: i64, limit: u32) -> ActivityKeys {
+    let id = fresh_id(name);
+    let created = ledger
+        .create_activity(&activity(&id, stock, limit, -1_000, 3_600_000))
+        .await
+        .unwrap();
+    assert_eq!(created, CreateOutcome::Created);
+    ActivityKeys::new(&id)
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).unwrap()
+}
+
+fn attempt(user: &UserId, quantity: u32) -> Attempt<'_> {
+    Attempt {
+        user,
+        quantity,
+        channel: "app",
+    }
+}
+
+async fn assert_balanced(ledger: &Ledger, keys: &ActivityKeys) {
+    let audit = ledger.audit(keys).await.unwrap().expect("activity exists");
+    assert_eq!(
+        audit.stock + audit.reserved + audit.sold,
+        audit.stock_total,
+        "ledger unbalanced: {audit:?}"
+    );
+    assert!(audit.stock >= 0, "{audit:?}");
+    assert!(audit.over_limit.is_empty(), "{audit:?}");
+    assert_eq!(audit.units_held, audit.reserved + audit.sold, "{audit:?}");
+    assert_eq!(
+        audit.units_in_live_orders,
+        audit.reserved + audit.sold,
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn deduct_wins_records_the_order_and_its_outbox_entry() {
+    let ledger = ledger().await;
+    let keys = open_activity(&ledger, "win", 3, 1).await;
+    let ids = IdGenerator::new(1);
+    let alice = user("alice");
+    let DeductOutcome::Won {
+        order_id,
+        stock_left,
+    } = ledger
+        .deduct(&keys, attempt(&alice, 1), &ids)
+        .await
+        .unwrap()
+    else {
+        panic!("expected a win")
+    };
+    assert_eq!(stock_left, 2);
+    let order = ledger
+        .order_in(&keys, order_id)
+        .await
+        .unwrap()
+        .expect("order recorded");
+    assert_eq!(order.user_id, "alice");
+    assert_eq!(order.quantity, 1);
+    assert_eq!(order.amount_cents, 1999);
+    assert_eq!(order.status, OrderStatus::Queued);
+    assert_eq!(order.activity_id, keys.id.as_str());
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!(
+        (audit.stock, audit.reserved, audit.outbox, audit.orders),
+        (2, 1, 1, 1)
+    );
+    assert_balanced(&ledger, &keys).await;
+}
+
+#[tokio::test]
+async fn repeat_limit_sold_out_window_and_unknown() {
+    let ledger = ledger().await;
+    let ids = IdGenerator::new(2);
+    let keys = open_activity(&ledger, "codes", 2, 2).await;
+    let (a, b, c) = (user("a"), user("b"), user("c"));
+
+    assert_eq!(
+        ledger.deduct(&keys, attempt(&a, 3), &ids).await.unwrap(),
+        DeductOutcome::LimitExceeded,
+        "more than the limit at once"
+    );
+    let DeductOutcome::Won { order_id, .. } =
+        ledger.deduct(&keys, attempt(&a, 2), &ids).await.unwrap()
+    else {
+        panic!("a wins both units")
+    };
+    assert_eq!(
+        ledger.deduct(&keys, attempt(&a, 1), &ids).await.unwrap(),
+        DeductOutcome::Repeat {
+            order_id: Some(order_id)
+        },
+        "allowance used up: the existing order"
+    );
+    assert_eq!(
+        ledger.deduct(&keys, attempt(&b, 1), &ids).await.unwrap(),
+        DeductOutcome::SoldOut { stock_left: 0 }
+    );
+
+    // Partially used allowance + a quantity that would exceed it.
+    let keys2 = open_activity(&ledger, "partial", 10, 2).await;
+    assert!(matches!(
+        ledger.deduct(&keys2, attempt(&c, 1), &ids).await.unwrap(),
+        DeductOutcome::Won { .. }
+    ));
+    assert_eq!(
+        ledger.deduct(&keys2, attempt(&c, 2), &ids).await.unwrap(),
+        DeductOutcome::LimitExceeded
+    );
+
+    let upcoming = fresh_id("upcoming");
+    ledger
+        .create_activity(&activity(&upcoming, 5, 1, 3_600_000, 7_200_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .deduct(&ActivityKeys::new(&upcoming), attempt(&a, 1), &ids)
+            .await
+            .unwrap(),
+        DeductOutcome::NotStarted
+    );
+
+    let ended = fresh_id("ended");
+    ledger
+        .create_activity(&activity(&ended, 5, 1, -7_200_000, -3_600_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .deduct(&ActivityKeys::new(&ended), attempt(&a, 1), &ids)
+            .await
+            .unwrap(),
+        DeductOutcome::Ended
+    );
+
+    let missing = ActivityKeys::new(&fresh_id("missing"));
+    assert_eq!(
+        ledger.deduct(&missing, attempt(&a, 1), &ids).await.unwrap(),
+        DeductOutcome::NotFound
+    );
+    assert_balanced(&ledger, &keys).await;
+    assert_balanced(&ledger, &keys2).await;
+}
+
+#[tokio::test]
+async fn race_of_600_distinct_users_over_100_units_has_exactly_100_winners() {
+    let ledger = ledger().await;
+    let keys = Arc::new(open_activity(&ledger, "race", 100, 1).await);
+    let ids = Arc::new(IdGenerator::new(3));
+    let tasks: Vec<_> = (0..600)
+        .map(|i| {
+            let (ledger, keys, ids) = (ledger.clone(), keys.clone(), ids.clone());
+            tokio::spawn(async move {
+                let u = user(&format!("racer{i}"));
+                ledger.deduct(&keys, attempt(&u, 1), &ids).await.unwrap()
+            })
+        })
+        .collect();
+    let mut winners = HashSet::new();
+    let mut sold_out = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            DeductOutcome::Won { order_id, .. } => {
+                assert!(winners.insert(order_id), "duplicate order id")
+            }
+            DeductOutcome::SoldOut { .. } => sold_out += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 100);
+    assert_eq!(sold_out, 500);
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!(
+        (audit.stock, audit.reserved, audit.buyers, audit.orders),
+        (0, 100, 100, 100)
+    );
+    assert_balanced(&ledger, &keys).await;
+}
+
+#[tokio::test]
+async fn one_user_racing_themself_wins_exactly_once() {
+    let ledger = ledger().await;
+    let keys = Arc::new(open_activity(&ledger, "self", 50, 1).await);
+    let ids = Arc::new(IdGenerator::new(4));
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (ledger, keys, ids) = (ledger.clone(), keys.clone(), ids.clone());
+            tokio::spawn(async move {
+                ledger
+                    .deduct(&keys, attempt(&user("greedy"), 1), &ids)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    let mut repeats = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            DeductOutcome::Won { order_id, .. } => won.push(order_id),
+            DeductOutcome::Repeat { order_id } => repeats.push(order_id),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1);
+    assert!(
+        repeats.iter().all(|r| *r == Some(won[0])),
+        "every repeat names the one order"
+    );
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!((audit.stock, audit.reserved, audit.orders), (49, 1, 1));
+}
+
+#[tokio::test]
+async fn release_returns_stock_once_and_confirm_makes_it_final() {
+    let ledger = ledger().await;
+    let ids = IdGenerator::new(5);
+    let keys = open_activity(&ledger, "release", 2, 1).await;
+    let (a, b, c) = (user("a"), user("b"), user("c"));
+    let DeductOutcome::Won {
+        order_id: first, ..
+    } = ledger.deduct(&keys, attempt(&a, 1), &ids).await.unwrap()
+    else {
+        panic!()
+    };
+    let DeductOutcome::Won {
+        order_id: second, ..
+    } = ledger.deduct(&keys, attempt(&b, 1), &ids).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        ledger.deduct(&keys, attempt(&c, 1), &ids).await.unwrap(),
+        DeductOutcome::SoldOut { stock_left: 0 }
+    );
+
+    assert_eq!(
+        ledger
+            .release(&keys, first, OrderStatus::Cancelled)
+            .await
+            .unwrap(),
+        ReleaseOutcome::Released { stock_left: 1 }
+    );
+    assert_eq!(
+        ledger
+            .release(&keys, first, OrderStatus::Cancelled)
+            .await
+            .unwrap(),
+        ReleaseOutcome::AlreadyReleased
+    );
+    assert_eq!(
+        ledger.order_in(&keys, first).await.unwrap().unwrap().status,
+        OrderStatus::Cancelled
+    );
+    assert_eq!(
+        ledger.confirm(&keys, first).await.unwrap(),
+        ConfirmOutcome::NotConfirmable
+    );
+    assert_balanced(&ledger, &keys).await;
+
+    // The returned unit is bought by someone else; the first buyer may try again too.
+    assert!(matches!(
+        ledger.deduct(&keys, attempt(&c, 1), &ids).await.unwrap(),
+        DeductOutcome::Won { stock_left: 0, .. }
+    ));
+
+    assert_eq!(
+        ledger.confirm(&keys, second).await.unwrap(),
+        ConfirmOutcome::Confirmed
+    );
+    assert_eq!(
+        ledger.confirm(&keys, second).await.unwrap(),
+        ConfirmOutcome::AlreadyConfirmed
+    );
+    assert_eq!(
+        ledger
+            .release(&keys, second, OrderStatus::Cancelled)
+            .await
+            .unwrap(),
+        ReleaseOutcome::NotReleasable
+    );
+    let unknown = seckill_ledger::OrderId(12345);
+    assert_eq!(
+        ledger
+            .release(&keys, unknown, OrderStatus::Cancelled)
+            .await
+            .unwrap(),
+        ReleaseOutcome::UnknownOrder
+    );
+    assert_eq!(
+        ledger.confirm(&keys, unknown).await.unwrap(),
+        ConfirmOutcome::UnknownOrder
+    );
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!(
+        (audit.stock, audit.reserved, audit.sold, audit.released),
+        (0, 1, 1, 1)
+    );
+    assert_balanced(&ledger, &keys).await;
+}
+
+#[tokio::test]
+async fn create_refuses_duplicates_restock_guards_what_is_taken_close_ends() {
+    let ledger = ledger().await;
+    let ids = IdGenerator::new(6);
+    let keys = open_activity(&ledger, "admin", 5, 2).await;
+    let again = activity(&keys.id, 99, 1, 0, 1_000);
+    assert_eq!(
+        ledger.create_activity(&again).await.unwrap(),
+        CreateOutcome::Exists
+    );
+    assert_eq!(
+        ledger.meta(&keys.id).await.unwrap().unwrap().stock_total,
+        5,
+        "untouched"
+    );
+
+    assert!(matches!(
+        ledger
+            .deduct(&keys, attempt(&user("a"), 2), &ids)
+            .await
+            .unwrap(),
+        DeductOutcome::Won { .. }
+    ));
+    assert_eq!(
+        ledger.restock(&keys, 1).await.unwrap(),
+        RestockOutcome::BelowTaken { taken: 2 }
+    );
+    assert_eq!(
+        ledger.restock(&keys, 10).await.unwrap(),
+        RestockOutcome::Restocked { stock_left: 8 }
+    );
+    assert_eq!(
+        ledger.restock(&keys, 2).await.unwrap(),
+        RestockOutcome::Restocked { stock_left: 0 }
+    );
+    assert_balanced(&ledger, &keys).await;
+
+    assert_eq!(ledger.close(&keys).await.unwrap(), CloseOutcome::Closed);
+    assert_eq!(
+        ledger.close(&keys).await.unwrap(),
+        CloseOutcome::AlreadyClosed
+    );
+    assert_eq!(
+        ledger
+            .deduct(&keys, attempt(&user("b"), 1), &ids)
+            .await
+            .unwrap(),
+        DeductOutcome::Ended
+    );
+    let missing = ActivityKeys::new(&fresh_id("nope"));
+    assert_eq!(
+        ledger.close(&missing).await.unwrap(),
+        CloseOutcome::NotFound
+    );
+    assert_eq!(
+        ledger.restock(&missing, 3).await.unwrap(),
+        RestockOutcome::NotFound
+    );
+    assert_eq!(ledger.audit(&missing).await.unwrap(), None);
+    assert!(ledger.list_activities().await.unwrap().contains(&keys.id));
+}
+
+#[tokio::test]
+async fn noscript_after_script_flush_reloads_and_retries_once() {
+    let ledger = ledger().await;
+    let ids = IdGenerator::new(7);
+    let keys = open_activity(&ledger, "flush", 5, 1).await;
+    let before = ledger.script_reloads();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut ledger.connection())
+        .await
+        .unwrap();
+    assert!(matches!(
+        ledger
+            .deduct(&keys, attempt(&user("a"), 1), &ids)
+            .await
+            .unwrap(),
+        DeductOutcome::Won { .. }
+    ));
+    // Other tests may flush or reload concurrently; at least our own reload happened.
+    assert!(ledger.script_reloads() > before);
+    assert!(matches!(
+        ledger
+            .deduct(&keys, attempt(&user("b"), 1), &ids)
+            .await
+            .unwrap(),
+        DeductOutcome::Won { .. }
+    ));
+}
+
+#[tokio::test]
+async fn worker_leases_are_exclusive() {
+    let ledger = ledger().await;
+    let ttl = std::time::Duration::from_secs(5);
+    let start = (std::process::id() % 1000) as u16;
+    let mine = format!("test-a-{}", std::process::id());
+    let theirs = format!("test-b-{}", std::process::id());
+    let worker = ledger.acquire_worker(start, &mine, ttl).await.unwrap();
+    assert!(
+        ledger.lease_worker(worker, &mine, ttl).await.unwrap(),
+        "renewal"
+    );
+    assert!(
+        !ledger.lease_worker(worker, &theirs, ttl).await.unwrap(),
+        "taken"
+    );
+    let other = ledger.acquire_worker(worker, &theirs, ttl).await.unwrap();
+    assert_ne!(other, worker);
+}
