@@ -1,1 +1,254 @@
+//! The seckill gateway: takes a crowd of buying attempts, sells exactly the stock.
+//!
+//! A request passes through named phases (see [`attempt`]): parse, local filters (no I/O),
+//! deduct in Redis with one script call, record, respond. Modules, one per concept:
+//!
+//! - [`config`]: the typed configuration from `SECKILL_*` variables and an optional TOML file.
+//! - [`auth`]: bearer-token check.
+//! - [`limit`]: token buckets and the in-flight cap.
+//! - [`catalog`]: cached activity metadata and the sold-out flag shared over pub/sub.
+//! - [`attempt`], [`query`]: the endpoints' logic, returning typed outcomes ([`outcome`]).
+//! - [`http`]: routing and the single outcome → HTTP mapping.
+//! - [`metrics`]: Prometheus counters and histograms.
+//! - [`idgen`]: the order-id worker lease.
+//! - [`ctl`]: the operators' CLI, `seckillctl`.
+//!
+//! [`Gateway::bind`] starts the service on any listener, so tests run it on port 0.
 
+pub mod attempt;
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod ctl;
+pub mod http;
+pub mod idgen;
+pub mod limit;
+pub mod metrics;
+pub mod outcome;
+pub mod query;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use seckill_ledger::id::IdGenerator;
+use seckill_ledger::ledger::LedgerConfig;
+use seckill_ledger::{Ledger, LedgerError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::limit::Limits;
+use crate::metrics::Metrics;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shared state of one gateway instance.
+pub struct App {
+    pub config: Config,
+    pub ledger: Ledger,
+    pub catalog: Arc<Catalog>,
+    pub limits: Limits,
+    pub ids: Arc<IdGenerator>,
+    pub metrics: Metrics,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot reach the ledger at {url}: {source}")]
+    Ledger { url: String, source: LedgerError },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A gateway bound to its listener, ready to serve.
+pub struct Gateway {
+    app: Arc<App>,
+    listener: TcpListener,
+    instance: String,
+}
+
+impl Gateway {
+    /// Connects to Redis, preloads the scripts, leases an id worker and binds `config.listen`.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Self::bind(config, listener).await
+    }
+
+    /// As [`Gateway::build`], on a listener the caller made (tests bind port 0).
+    pub async fn bind(config: Config, listener: TcpListener) -> Result<Self, StartError> {
+        let ledger_error = |source| StartError::Ledger {
+            url: config.redis_url.clone(),
+            source,
+        };
+        let mut ledger_config = LedgerConfig::new(config.redis_url.clone());
+        ledger_config.connections = config.redis_connections;
+        let ledger = Ledger::connect(&ledger_config)
+            .await
+            .map_err(ledger_error)?;
+        let instance = idgen::instance_token();
+        let ids = idgen::lease(&ledger, &instance)
+            .await
+            .map_err(ledger_error)?;
+        let app = App {
+            limits: Limits::new(
+                config.rate_global,
+                config.rate_per_user,
+                config.max_inflight,
+            ),
+            catalog: Arc::new(Catalog::new(ledger.clone())),
+            ids: Arc::new(ids),
+            metrics: Metrics::default(),
+            ledger,
+            config,
+        };
+        Ok(Gateway {
+            app: Arc::new(app),
+            listener,
+            instance,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.app.config.listen)
+    }
+
+    /// The shared state (tests read metrics from it).
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        let Gateway {
+            app,
+            listener,
+            instance,
+        } = self;
+        // Background tasks stop when this flips to true.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let background = [
+            tokio::spawn(catalog::keep_fresh(
+                app.catalog.clone(),
+                app.ledger.client().clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(idgen::keep_lease(
+                app.ledger.clone(),
+                app.ids.clone(),
+                instance,
+                stop_rx.clone(),
+            )),
+            tokio::spawn(forget_idle_users(app.clone(), stop_rx)),
+        ];
+
+        let mut http = hyper::server::conn::http1::Builder::new();
+        // Slow clients must not hold a connection slot forever.
+        http.timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway listening");
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let app = app.clone();
+                    let service = service_fn(move |request| http::handle(app.clone(), request));
+                    let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: draining in-flight requests");
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timed out; closing remaining connections");
+        }
+        let _ = stop_tx.send(true);
+        for task in background {
+            let _ = task.await;
+        }
+        tracing::info!("gateway stopped");
+    }
+}
+
+async fn forget_idle_users(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => app.limits.forget_idle_users(),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Installs the tracing subscriber (`RUST_LOG`, default `info`; JSON lines if asked).
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,1 +1,53 @@
-fn main() {}
+//! `seckill-gateway`: read the configuration, start tracing, serve until SIGTERM/Ctrl-C.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use seckill_gateway::config::Config;
+use seckill_gateway::{init_tracing, shutdown_signal, Gateway};
+
+/// The seckill HTTP gateway. Configuration comes from SECKILL_* environment variables
+/// (see README), optionally from a TOML file; the environment wins.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// TOML file with the same settings in lower case without the SECKILL_ prefix.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("seckill-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("seckill-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match Gateway::build(config).await {
+            Ok(gateway) => {
+                gateway.run_until(shutdown_signal()).await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("seckill-gateway: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -21,7 +21,7 @@ use crate::error::LedgerError;
 use crate::event::LedgerEvent;
 use crate::id::IdGenerator;
 use crate::keys::{self, ActivityId, ActivityKeys, UserId};
-use crate::order::{OrderId, OrderRecord};
+use crate::order::{OrderId, OrderRecord, OrderStatus};
 use crate::scripts::{Script, SCRIPTS};
 
 /// How to reach Redis.
@@ -63,9 +63,10 @@ pub enum DeductOutcome {
         order_id: OrderId,
         stock_left: i64,
     },
-    /// The user's allowance was already used; their latest order.
+    /// The user's allowance was already used; their latest order and its status.
     Repeat {
         order_id: Option<OrderId>,
+        status: Option<OrderStatus>,
     },
     SoldOut {
         stock_left: i64,
@@ -282,7 +283,7 @@ impl Ledger {
         // An id collision is refused by the script without writing; a fresh id fixes it.
         for _ in 0..3 {
             let order_id = ids.next_id();
-            let (code, returned, stock_left): (i64, String, i64) = self
+            let (code, returned, stock_left, status): (i64, String, i64, String) = self
                 .eval(
                     script,
                     &key_list,
@@ -307,6 +308,7 @@ impl Ledger {
                     } else {
                         Some(parse_id(&returned)?)
                     },
+                    status: serde_json::from_value(serde_json::Value::String(status)).ok(),
                 },
                 2 => DeductOutcome::SoldOut { stock_left },
                 3 => DeductOutcome::LimitExceeded,

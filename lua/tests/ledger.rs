@@ -152,7 +152,8 @@ async fn repeat_limit_sold_out_window_and_unknown() {
     assert_eq!(
         ledger.deduct(&keys, attempt(&a, 1), &ids).await.unwrap(),
         DeductOutcome::Repeat {
-            order_id: Some(order_id)
+            order_id: Some(order_id),
+            status: Some(OrderStatus::Queued)
         },
         "allowance used up: the existing order"
     );
@@ -263,7 +264,7 @@ async fn one_user_racing_themself_wins_exactly_once() {
     for task in tasks {
         match task.await.unwrap() {
             DeductOutcome::Won { order_id, .. } => won.push(order_id),
-            DeductOutcome::Repeat { order_id } => repeats.push(order_id),
+            DeductOutcome::Repeat { order_id, .. } => repeats.push(order_id),
             other => panic!("unexpected {other:?}"),
         }
     }

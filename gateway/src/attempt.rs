@@ -1,0 +1,215 @@
+//! The buying path, `POST /v1/activities/{id}/orders`, as the phases of DESIGN §2:
+//!
+//! 1. [`parse`]: activity id, bearer token, body → [`ParsedAttempt`], or 400/401/404.
+//! 2. Local filters, no I/O: cached window and sold-out flag, rate buckets, in-flight permit.
+//!    Returning early here is what keeps a crowd off Redis.
+//! 3. Deduct: one EVALSHA of `deduct.lua`.
+//! 4. Record: index the new order by id (so `GET /v1/orders/{id}` finds it).
+//! 5. The caller maps the [`AttemptOutcome`] to HTTP.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use seckill_ledger::ledger::{Attempt, DeductOutcome};
+use seckill_ledger::time::{now_ms, now_unix};
+use seckill_ledger::{ActivityId, LedgerError, UserId};
+use serde::Deserialize;
+
+use crate::catalog::Activity;
+use crate::outcome::{AttemptOutcome, Refusal};
+use crate::{auth, App};
+
+/// Largest quantity one attempt may ask for (the per-user limit usually bounds it further).
+pub const MAX_QUANTITY: u32 = 100;
+const DEFAULT_CHANNEL: &str = "web";
+
+/// The optional JSON body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttemptBody {
+    quantity: Option<u32>,
+    channel: Option<String>,
+}
+
+/// A request that passed the parse phase.
+#[derive(Debug)]
+pub struct ParsedAttempt {
+    pub activity: ActivityId,
+    pub user: UserId,
+    pub quantity: u32,
+    pub channel: String,
+}
+
+/// Phase 1: everything from the raw request, nothing from the ledger.
+pub fn parse(
+    app: &App,
+    activity: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<ParsedAttempt, Refusal> {
+    // An id that could never have been created cannot exist.
+    let activity = ActivityId::parse(activity).map_err(|_| Refusal::ActivityNotFound)?;
+    let user = auth::authenticate(headers, app.config.auth_secret.expose(), now_unix())?;
+    let body: AttemptBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AttemptBody::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            Refusal::BadRequest(Cow::Owned(format!(
+                "body is not valid JSON for an attempt: {e}"
+            )))
+        })?
+    };
+    let quantity = body.quantity.unwrap_or(1);
+    if !(1..=MAX_QUANTITY).contains(&quantity) {
+        return Err(Refusal::BadRequest(Cow::Owned(format!(
+            "quantity must be between 1 and {MAX_QUANTITY}"
+        ))));
+    }
+    let channel = body.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
+    if channel.is_empty()
+        || channel.len() > 32
+        || !channel
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(Refusal::BadRequest(Cow::Borrowed(
+            "channel must be 1 to 32 characters of A-Z a-z 0-9 _ -",
+        )));
+    }
+    Ok(ParsedAttempt {
+        activity,
+        user,
+        quantity,
+        channel,
+    })
+}
+
+/// The part of phase 2 that needs the cached activity: window and sold-out flag.
+fn check_cached(app: &App, activity: &Activity, now_ms: i64) -> Result<(), Refusal> {
+    let meta = &activity.meta;
+    if meta.closed || now_ms >= meta.ends_at_ms {
+        return Err(Refusal::Ended);
+    }
+    if now_ms < meta.starts_at_ms {
+        return Err(Refusal::NotStarted);
+    }
+    if activity.is_sold_out() {
+        app.metrics.sold_out_short_circuit();
+        return Err(Refusal::SoldOut);
+    }
+    Ok(())
+}
+
+/// Logs a ledger error once and turns it into what the client may see.
+pub fn ledger_refusal(error: &LedgerError, what: &str) -> Refusal {
+    if error.is_retryable() {
+        tracing::warn!(error = %error, "{what}: ledger unavailable");
+        Refusal::Unavailable
+    } else {
+        tracing::error!(error = %error, "{what}: ledger error");
+        Refusal::Internal
+    }
+}
+
+/// Phases 2 to 4.
+pub async fn run(app: &Arc<App>, attempt: ParsedAttempt) -> AttemptOutcome {
+    match decide(app, &attempt).await {
+        Ok(outcome) | Err(outcome) => outcome,
+    }
+}
+
+async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcome, AttemptOutcome> {
+    let now = now_ms();
+    // Phase 2, local filters (no I/O).
+    let cached = app.catalog.cached(&attempt.activity);
+    match &cached {
+        Some(activity) => check_cached(app, activity, now)?,
+        None if app.catalog.known_missing(&attempt.activity) => {
+            return Err(Refusal::ActivityNotFound.into())
+        }
+        None => {}
+    }
+    app.limits.check_rate(&attempt.user)?;
+    // Held until the deduct (and the index write) are done.
+    let _permit = app.limits.admit()?;
+
+    let activity = match cached {
+        Some(activity) => activity,
+        None => {
+            app.metrics.redis_call();
+            match app.catalog.load(&attempt.activity).await {
+                Ok(Some(activity)) => {
+                    check_cached(app, &activity, now)?;
+                    activity
+                }
+                Ok(None) => return Err(Refusal::ActivityNotFound.into()),
+                Err(e) => return Err(ledger_refusal(&e, "loading activity").into()),
+            }
+        }
+    };
+
+    // Phase 3, deduct.
+    app.metrics.redis_call();
+    let deducted = app
+        .ledger
+        .deduct(
+            &activity.keys,
+            Attempt {
+                user: &attempt.user,
+                quantity: attempt.quantity,
+                channel: &attempt.channel,
+            },
+            &app.ids,
+        )
+        .await
+        .map_err(|e| ledger_refusal(&e, "deduct"))?;
+
+    Ok(match deducted {
+        DeductOutcome::Won {
+            order_id,
+            stock_left,
+        } => {
+            if stock_left <= 0 {
+                sold_out(app, &activity.keys.id);
+            }
+            // Phase 4. The order is already safe in the ledger; the index only makes it findable
+            // by id. If it cannot be written now, the win still stands.
+            app.metrics.redis_call();
+            if let Err(e) = app.ledger.index_order(order_id, &activity.keys.id).await {
+                tracing::error!(order = order_id.0, activity = %activity.keys.id, error = %e, "order index write failed");
+            }
+            AttemptOutcome::Won { order_id }
+        }
+        DeductOutcome::Repeat {
+            order_id: Some(order_id),
+            status,
+        } => AttemptOutcome::Repeat {
+            order_id,
+            status: status.unwrap_or(seckill_ledger::OrderStatus::Queued),
+        },
+        DeductOutcome::Repeat { order_id: None, .. } => {
+            tracing::error!(activity = %activity.keys.id, user = %attempt.user, "buyer holds units but has no order");
+            Refusal::Internal.into()
+        }
+        DeductOutcome::SoldOut { stock_left } => {
+            if stock_left <= 0 {
+                sold_out(app, &activity.keys.id);
+            }
+            Refusal::SoldOut.into()
+        }
+        DeductOutcome::LimitExceeded => Refusal::LimitExceeded.into(),
+        DeductOutcome::NotStarted => Refusal::NotStarted.into(),
+        DeductOutcome::Ended => Refusal::Ended.into(),
+        DeductOutcome::NotFound => Refusal::ActivityNotFound.into(),
+    })
+}
+
+/// Raises the local flag and, on the first sighting, tells the other instances.
+fn sold_out(app: &Arc<App>, id: &ActivityId) {
+    if app.catalog.mark_sold_out(id) {
+        let catalog = app.catalog.clone();
+        let id = id.clone();
+        tokio::spawn(async move { catalog.announce_sold_out(&id).await });
+    }
+}

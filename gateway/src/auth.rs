@@ -1,0 +1,63 @@
+//! Bearer-token authentication (token format in `seckill_ledger::token`).
+
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+use seckill_ledger::token::{self, TokenError};
+use seckill_ledger::UserId;
+
+use crate::outcome::Refusal;
+
+/// The user behind the request's `Authorization: Bearer <token>` header.
+pub fn authenticate(headers: &HeaderMap, secret: &[u8], now_unix: u64) -> Result<UserId, Refusal> {
+    let value = headers.get(AUTHORIZATION).ok_or(Refusal::Unauthorized(
+        "missing Authorization: Bearer <token> header",
+    ))?;
+    let text = value
+        .to_str()
+        .map_err(|_| Refusal::Unauthorized("Authorization header is not ASCII"))?;
+    let token = text
+        .strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("bearer "))
+        .ok_or(Refusal::Unauthorized(
+            "Authorization must use the Bearer scheme",
+        ))?;
+    token::verify(secret, token.trim(), now_unix).map_err(|e| {
+        Refusal::Unauthorized(match e {
+            TokenError::Malformed => "token is malformed",
+            TokenError::Forged => "token signature does not match",
+            TokenError::Expired => "token has expired",
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn bearer_header_is_required_and_checked() {
+        let secret = b"0123456789abcdef";
+        let user = UserId::parse("u1").unwrap();
+        let token = token::mint(secret, &user, 100);
+        let mut headers = HeaderMap::new();
+        assert!(matches!(
+            authenticate(&headers, secret, 50),
+            Err(Refusal::Unauthorized(_))
+        ));
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {token}")).unwrap(),
+        );
+        assert!(authenticate(&headers, secret, 50).is_err());
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        assert_eq!(authenticate(&headers, secret, 50).unwrap(), user);
+        assert_eq!(
+            authenticate(&headers, secret, 100).unwrap_err(),
+            Refusal::Unauthorized("token has expired")
+        );
+    }
+}

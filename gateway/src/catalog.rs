@@ -1,0 +1,206 @@
+//! Cached activity metadata and the local sold-out flag, kept in step across gateway instances.
+//!
+//! The hot path reads this with no I/O and no lock: the map sits behind an `ArcSwap` (readers
+//! load a pointer; the rare writers copy the map). Each activity carries its own sold-out flag.
+//!
+//! Freshness: a `sk:events` pub/sub listener applies `sold_out` / `stock_back` / `changed`
+//! events at once; because pub/sub can drop messages (reconnects), a refresher also reloads every
+//! cached activity every couple of seconds, which resets the flag from the real stock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use futures_util::StreamExt;
+use seckill_ledger::event::LedgerEvent;
+use seckill_ledger::{keys, ActivityId, ActivityKeys, ActivityMeta, Ledger, LedgerError};
+use tokio::sync::watch;
+
+/// How long "no such activity" is remembered, so a flood of bad ids does not reach Redis.
+const MISSING_TTL: Duration = Duration::from_secs(1);
+/// Bound on remembered missing ids (a flood of random ids must not grow memory).
+const MISSING_CAP: usize = 10_000;
+/// How often every cached activity is reloaded (covers lost pub/sub messages).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
+
+/// One cached activity.
+#[derive(Debug)]
+pub struct Activity {
+    pub meta: ActivityMeta,
+    pub keys: ActivityKeys,
+    /// Set when this instance (or another, via pub/sub) saw the stock reach zero.
+    sold_out: AtomicBool,
+}
+
+impl Activity {
+    pub fn is_sold_out(&self) -> bool {
+        self.sold_out.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Catalog {
+    ledger: Ledger,
+    entries: ArcSwap<HashMap<ActivityId, Arc<Activity>>>,
+    missing: Mutex<HashMap<ActivityId, Instant>>,
+}
+
+impl Catalog {
+    pub fn new(ledger: Ledger) -> Self {
+        Catalog {
+            ledger,
+            entries: ArcSwap::from_pointee(HashMap::new()),
+            missing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached activity, if any. No I/O.
+    pub fn cached(&self, id: &ActivityId) -> Option<Arc<Activity>> {
+        self.entries.load().get(id).cloned()
+    }
+
+    /// True if `id` was looked up recently and did not exist. No I/O.
+    pub fn known_missing(&self, id: &ActivityId) -> bool {
+        let missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+        missing.get(id).is_some_and(|at| at.elapsed() < MISSING_TTL)
+    }
+
+    /// Loads an activity from Redis (metadata and stock, atomically) into the cache.
+    pub async fn load(&self, id: &ActivityId) -> Result<Option<Arc<Activity>>, LedgerError> {
+        let Some((meta, counters)) = self.ledger.snapshot(id).await? else {
+            self.entries.rcu(|map| {
+                let mut map = HashMap::clone(map);
+                map.remove(id);
+                map
+            });
+            let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+            if missing.len() >= MISSING_CAP {
+                missing.retain(|_, at| at.elapsed() < MISSING_TTL);
+            }
+            if missing.len() < MISSING_CAP {
+                missing.insert(id.clone(), Instant::now());
+            }
+            return Ok(None);
+        };
+        let activity = Arc::new(Activity {
+            keys: ActivityKeys::new(id),
+            meta,
+            sold_out: AtomicBool::new(counters.stock <= 0),
+        });
+        self.entries.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(id.clone(), activity.clone());
+            map
+        });
+        self.missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        Ok(Some(activity))
+    }
+
+    /// Raises the local flag; returns true if it was down (so the caller tells the others).
+    pub fn mark_sold_out(&self, id: &ActivityId) -> bool {
+        self.cached(id)
+            .is_some_and(|a| !a.sold_out.swap(true, Ordering::Relaxed))
+    }
+
+    fn clear_sold_out(&self, id: &ActivityId) {
+        if let Some(activity) = self.cached(id) {
+            activity.sold_out.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies one pub/sub event.
+    pub async fn apply(&self, event: LedgerEvent) {
+        match event {
+            LedgerEvent::SoldOut(id) => {
+                self.mark_sold_out(&id);
+            }
+            LedgerEvent::StockBack(id) => self.clear_sold_out(&id),
+            LedgerEvent::Changed(id) => {
+                self.missing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                if self.cached(&id).is_some() {
+                    if let Err(e) = self.load(&id).await {
+                        tracing::warn!(activity = %id, error = %e, "reload after change failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reloads every cached activity.
+    pub async fn refresh_all(&self) {
+        let ids: Vec<ActivityId> = self.entries.load().keys().cloned().collect();
+        for id in ids {
+            if let Err(e) = self.load(&id).await {
+                tracing::warn!(activity = %id, error = %e, "periodic reload failed");
+            }
+        }
+    }
+
+    /// Tells every gateway (this one included) that an activity sold out.
+    pub async fn announce_sold_out(&self, id: &ActivityId) {
+        if let Err(e) = self.ledger.publish(&LedgerEvent::SoldOut(id.clone())).await {
+            tracing::warn!(activity = %id, error = %e, "could not publish sold-out event");
+        }
+    }
+}
+
+/// Keeps the catalog fresh until `shutdown` flips: the pub/sub listener and the refresher.
+pub async fn keep_fresh(
+    catalog: Arc<Catalog>,
+    client: redis::Client,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut refresh = tokio::time::interval(REFRESH_EVERY);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // (Re)subscribe; while subscribed, apply events and refresh on the timer.
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(keys::EVENTS_CHANNEL).await {
+                Ok(()) => Some(pubsub),
+                Err(e) => {
+                    tracing::warn!(error = %e, "subscribe to ledger events failed");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "pub/sub connection failed");
+                None
+            }
+        };
+        // Anything may have happened while we were not listening.
+        catalog.refresh_all().await;
+        let Some(mut pubsub) = pubsub else {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                _ = shutdown.changed() => return,
+            }
+        };
+        let mut messages = pubsub.on_message();
+        loop {
+            tokio::select! {
+                message = messages.next() => match message {
+                    Some(message) => {
+                        let Ok(payload) = message.get_payload::<String>() else { continue };
+                        match LedgerEvent::decode(&payload) {
+                            Some(event) => catalog.apply(event).await,
+                            None => tracing::warn!(payload, "ignoring unknown ledger event"),
+                        }
+                    }
+                    None => {
+                        tracing::warn!("ledger event stream closed; resubscribing");
+                        break;
+                    }
+                },
+                _ = refresh.tick() => catalog.refresh_all().await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! HTTP: routing, body limits, and the one mapping from typed outcomes to responses.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use crate::outcome::{AttemptOutcome, Refusal};
+use crate::{attempt, query, App};
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 4 * 1024;
+/// A client gets this long to send its (small) body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Body = Full<Bytes>;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, JSON);
+    response
+}
+
+/// The error shape of the contract: `{"error": "<code>", "detail": "<human text>"}`.
+pub fn refusal(refusal: &Refusal) -> Response<Body> {
+    #[derive(Serialize)]
+    struct ErrorBody<'a> {
+        error: &'a str,
+        detail: &'a str,
+    }
+    let detail = refusal.detail();
+    let mut response = json(
+        refusal.status(),
+        &ErrorBody {
+            error: refusal.code(),
+            detail: &detail,
+        },
+    );
+    if let Some(secs) = refusal.retry_after_secs() {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+fn attempt_response(outcome: &AttemptOutcome) -> Response<Body> {
+    #[derive(Serialize)]
+    struct OrderRef<'a> {
+        order_id: String,
+        status: &'a str,
+    }
+    match outcome {
+        AttemptOutcome::Won { order_id } => json(
+            StatusCode::ACCEPTED,
+            &OrderRef {
+                order_id: order_id.to_string(),
+                status: "queued",
+            },
+        ),
+        AttemptOutcome::Repeat { order_id, status } => json(
+            StatusCode::OK,
+            &OrderRef {
+                order_id: order_id.to_string(),
+                status: status.as_str(),
+            },
+        ),
+        AttemptOutcome::Refused(r) => refusal(r),
+    }
+}
+
+fn ok_or_refusal<T: Serialize>(result: Result<T, Refusal>) -> Response<Body> {
+    match result {
+        Ok(value) => json(StatusCode::OK, &value),
+        Err(r) => refusal(&r),
+    }
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes.
+async fn read_body(body: Incoming, declared: Option<&HeaderValue>) -> Result<Bytes, Refusal> {
+    let too_large = || Refusal::BadRequest(format!("body exceeds {MAX_BODY} bytes").into());
+    if let Some(len) = declared
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > MAX_BODY {
+            return Err(too_large());
+        }
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(Refusal::BadRequest("could not read the body".into())),
+        Err(_) => Err(Refusal::BadRequest("body not received in time".into())),
+    }
+}
+
+/// The hyper service: one request in, one response out.
+pub async fn handle(
+    app: Arc<App>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = &parts.method;
+
+    // The hot path first.
+    if let ["v1", "activities", id, "orders"] = segments[..] {
+        if method != Method::POST {
+            return Ok(refusal(&Refusal::MethodNotAllowed));
+        }
+        app.metrics.inflight_add(1);
+        let outcome = match read_body(body, parts.headers.get(CONTENT_LENGTH)).await {
+            Ok(bytes) => match attempt::parse(&app, id, &parts.headers, &bytes) {
+                Ok(parsed) => attempt::run(&app, parsed).await,
+                Err(r) => r.into(),
+            },
+            Err(r) => r.into(),
+        };
+        app.metrics.inflight_add(-1);
+        app.metrics
+            .observe_attempt(outcome.label(), started.elapsed());
+        return Ok(attempt_response(&outcome));
+    }
+
+    let (route, response) = match (method, &segments[..]) {
+        (&Method::GET, ["v1", "activities", id]) => {
+            ("activity", ok_or_refusal(query::activity(&app, id).await))
+        }
+        (&Method::GET, ["v1", "orders", id]) => (
+            "order",
+            ok_or_refusal(query::order(&app, &parts.headers, id).await),
+        ),
+        (&Method::GET, ["healthz"]) => (
+            "healthz",
+            json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        ),
+        (&Method::GET, ["readyz"]) => ("readyz", ready(&app).await),
+        (&Method::GET, ["metrics"]) => {
+            let mut response = Response::new(Full::new(Bytes::from(
+                app.metrics.render(app.ledger.script_reloads()),
+            )));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            ("metrics", response)
+        }
+        (
+            _,
+            ["v1", "activities", _] | ["v1", "orders", _] | ["healthz"] | ["readyz"] | ["metrics"],
+        ) => ("other", refusal(&Refusal::MethodNotAllowed)),
+        _ => ("other", refusal(&Refusal::RouteNotFound)),
+    };
+    app.metrics
+        .observe_request(route, response.status().as_u16());
+    Ok(response)
+}
+
+/// Readiness: the ledger answers.
+async fn ready(app: &App) -> Response<Body> {
+    match tokio::time::timeout(Duration::from_secs(1), app.ledger.ping()).await {
+        Ok(Ok(())) => json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready", "redis": "ok"}),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: redis");
+            refusal(&Refusal::Unavailable)
+        }
+        Err(_) => refusal(&Refusal::Unavailable),
+    }
+}

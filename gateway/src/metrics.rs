@@ -1,0 +1,182 @@
+//! Prometheus metrics, kept in atomics (no locks on the hot path) and rendered as text.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Attempt outcome labels, in a fixed order (index = position here).
+pub const ATTEMPT_LABELS: [&str; 15] = [
+    "won",
+    "repeat",
+    "sold_out",
+    "limit_exceeded",
+    "not_started",
+    "ended",
+    "activity_not_found",
+    "bad_request",
+    "unauthorized",
+    "rate_limited",
+    "overloaded",
+    "unavailable",
+    "internal",
+    "order_not_found",
+    "other",
+];
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    /// Non-cumulative counts; the last slot is +Inf.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let slot = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Other endpoints, counted by route and status class.
+const ROUTES: [&str; 6] = ["activity", "order", "healthz", "readyz", "metrics", "other"];
+
+#[derive(Default)]
+pub struct Metrics {
+    attempts: [Histogram; ATTEMPT_LABELS.len()],
+    requests: [[AtomicU64; 5]; ROUTES.len()],
+    inflight: AtomicI64,
+    sold_out_short_circuits: AtomicU64,
+    redis_calls: AtomicU64,
+}
+
+fn attempt_index(label: &str) -> usize {
+    ATTEMPT_LABELS
+        .iter()
+        .position(|l| *l == label)
+        .unwrap_or(ATTEMPT_LABELS.len() - 1)
+}
+
+impl Metrics {
+    pub fn observe_attempt(&self, label: &str, elapsed: Duration) {
+        self.attempts[attempt_index(label)].observe(elapsed);
+    }
+
+    pub fn observe_request(&self, route: &str, status: u16) {
+        let route = ROUTES
+            .iter()
+            .position(|r| *r == route)
+            .unwrap_or(ROUTES.len() - 1);
+        let class = (usize::from(status / 100)).clamp(1, 5) - 1;
+        self.requests[route][class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn inflight_add(&self, delta: i64) {
+        self.inflight.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub fn sold_out_short_circuit(&self) {
+        self.sold_out_short_circuits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn redis_call(&self) {
+        self.redis_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn redis_calls(&self) -> u64 {
+        self.redis_calls.load(Ordering::Relaxed)
+    }
+
+    pub fn sold_out_short_circuits(&self) -> u64 {
+        self.sold_out_short_circuits.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self, script_reloads: u64) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        out.push_str("# HELP seckill_attempts_total Buying attempts by outcome.\n# TYPE seckill_attempts_total counter\n");
+        for (label, histogram) in ATTEMPT_LABELS.iter().zip(&self.attempts) {
+            let count: u64 = histogram
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .sum();
+            let _ = writeln!(out, "seckill_attempts_total{{outcome=\"{label}\"}} {count}");
+        }
+        out.push_str("# HELP seckill_attempt_duration_seconds Attempt latency by outcome.\n# TYPE seckill_attempt_duration_seconds histogram\n");
+        for (label, histogram) in ATTEMPT_LABELS.iter().zip(&self.attempts) {
+            let mut cumulative = 0;
+            for (i, bucket) in histogram.buckets.iter().enumerate() {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let le = BUCKETS.get(i).map_or("+Inf".to_owned(), |b| b.to_string());
+                let _ = writeln!(
+                    out,
+                    "seckill_attempt_duration_seconds_bucket{{outcome=\"{label}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let sum = histogram.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "seckill_attempt_duration_seconds_sum{{outcome=\"{label}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "seckill_attempt_duration_seconds_count{{outcome=\"{label}\"}} {cumulative}"
+            );
+        }
+        out.push_str("# HELP seckill_http_requests_total Other requests by route and status class.\n# TYPE seckill_http_requests_total counter\n");
+        for (route, classes) in ROUTES.iter().zip(&self.requests) {
+            for (i, count) in classes.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "seckill_http_requests_total{{route=\"{route}\",status=\"{}xx\"}} {}",
+                    i + 1,
+                    count.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let _ = write!(
+            out,
+            "# HELP seckill_inflight_requests Requests being served now.\n# TYPE seckill_inflight_requests gauge\nseckill_inflight_requests {}\n\
+             # HELP seckill_sold_out_short_circuits_total Attempts answered sold_out from the local flag, without Redis.\n# TYPE seckill_sold_out_short_circuits_total counter\nseckill_sold_out_short_circuits_total {}\n\
+             # HELP seckill_redis_calls_total Redis round trips made for requests.\n# TYPE seckill_redis_calls_total counter\nseckill_redis_calls_total {}\n\
+             # HELP seckill_script_reloads_total NOSCRIPT recoveries.\n# TYPE seckill_script_reloads_total counter\nseckill_script_reloads_total {}\n",
+            self.inflight.load(Ordering::Relaxed),
+            self.sold_out_short_circuits.load(Ordering::Relaxed),
+            self.redis_calls.load(Ordering::Relaxed),
+            script_reloads,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_and_labels_are_known() {
+        let metrics = Metrics::default();
+        metrics.observe_attempt("won", Duration::from_micros(80));
+        metrics.observe_attempt("won", Duration::from_millis(3));
+        metrics.observe_attempt("made_up", Duration::from_millis(3));
+        let text = metrics.render(0);
+        assert!(text.contains("seckill_attempts_total{outcome=\"won\"} 2"));
+        assert!(text
+            .contains("seckill_attempt_duration_seconds_bucket{outcome=\"won\",le=\"0.0001\"} 1"));
+        assert!(
+            text.contains("seckill_attempt_duration_seconds_bucket{outcome=\"won\",le=\"+Inf\"} 2")
+        );
+        assert!(text.contains("seckill_attempts_total{outcome=\"other\"} 1"));
+    }
+}

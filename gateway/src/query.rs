@@ -1,0 +1,103 @@
+//! The read endpoints: an activity as buyers see it, and an order as its owner sees it.
+
+use http::HeaderMap;
+use seckill_ledger::time::{now_ms, now_unix};
+use seckill_ledger::{ActivityId, OrderId};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::attempt::ledger_refusal;
+use crate::outcome::Refusal;
+use crate::{auth, App};
+
+/// `GET /v1/activities/{id}`.
+#[derive(Debug, Serialize)]
+pub struct ActivityView {
+    pub id: String,
+    pub name: String,
+    pub price_cents: i64,
+    pub stock_total: i64,
+    pub stock_left: i64,
+    pub per_user_limit: u32,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub state: &'static str,
+}
+
+/// `GET /v1/orders/{order_id}`.
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    pub order_id: OrderId,
+    pub activity_id: String,
+    pub user_id: String,
+    pub quantity: u32,
+    pub amount_cents: i64,
+    pub status: &'static str,
+    pub created_at: String,
+}
+
+/// Unix milliseconds as RFC 3339 UTC.
+pub fn rfc3339(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+pub async fn activity(app: &App, id: &str) -> Result<ActivityView, Refusal> {
+    let id = ActivityId::parse(id).map_err(|_| Refusal::ActivityNotFound)?;
+    let activity = match app.catalog.cached(&id) {
+        Some(activity) => activity,
+        None if app.catalog.known_missing(&id) => return Err(Refusal::ActivityNotFound),
+        None => app
+            .catalog
+            .load(&id)
+            .await
+            .map_err(|e| ledger_refusal(&e, "loading activity"))?
+            .ok_or(Refusal::ActivityNotFound)?,
+    };
+    // After sell-out the flag answers; otherwise one GET for the live figure.
+    let stock_left = if activity.is_sold_out() {
+        0
+    } else {
+        app.ledger
+            .stock_left(&activity.keys)
+            .await
+            .map_err(|e| ledger_refusal(&e, "reading stock"))?
+    };
+    let meta = &activity.meta;
+    Ok(ActivityView {
+        id: meta.id.to_string(),
+        name: meta.name.clone(),
+        price_cents: meta.price_cents,
+        stock_total: meta.stock_total,
+        stock_left,
+        per_user_limit: meta.per_user_limit,
+        starts_at: rfc3339(meta.starts_at_ms),
+        ends_at: rfc3339(meta.ends_at_ms),
+        state: meta.state(now_ms(), stock_left).as_str(),
+    })
+}
+
+pub async fn order(app: &App, headers: &HeaderMap, order_id: &str) -> Result<OrderView, Refusal> {
+    let user = auth::authenticate(headers, app.config.auth_secret.expose(), now_unix())?;
+    let order_id = OrderId::parse(order_id).map_err(|_| Refusal::OrderNotFound)?;
+    let record = app
+        .ledger
+        .order(order_id)
+        .await
+        .map_err(|e| ledger_refusal(&e, "reading order"))?
+        // Someone else's order is answered exactly like a missing one.
+        .filter(|record| record.user_id == user.as_str())
+        .ok_or(Refusal::OrderNotFound)?;
+    Ok(OrderView {
+        order_id: record.order_id,
+        activity_id: record.activity_id,
+        user_id: record.user_id,
+        quantity: record.quantity,
+        amount_cents: record.amount_cents,
+        status: record.status.as_str(),
+        created_at: rfc3339(record.created_at),
+    })
+}
