@@ -75,7 +75,11 @@ pub enum ActivityCommand {
     /// End an activity now.
     Close { id: String },
     /// Set an activity's total stock to N (not below what is already won or sold).
-    Restock { id: String, stock_total: i64 },
+    Restock {
+        id: String,
+        #[arg(allow_negative_numbers = true)]
+        stock_total: i64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -85,9 +89,9 @@ pub struct CreateArgs {
     #[arg(long)]
     pub name: String,
     /// Units on sale.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub stock: i64,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub price_cents: i64,
     #[arg(long, default_value_t = 1)]
     pub per_user_limit: u32,
@@ -264,22 +268,21 @@ enum LoadFile {
 fn read_load_file(path: &Path) -> Result<Vec<NewActivity>, CtlError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CtlError(format!("cannot read {}: {e}", path.display())))?;
-    let is_json =
-        path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with(['{', '[']);
-    let parsed: LoadFile = if is_json {
-        serde_json::from_str(&text).map_err(|e| {
-            CtlError(format!(
-                "{}: not a valid activity file: {e}",
-                path.display()
-            ))
-        })?
-    } else {
-        toml::from_str(&text).map_err(|e| {
-            CtlError(format!(
-                "{}: not a valid activity file: {e}",
-                path.display()
-            ))
-        })?
+    let invalid = |e: &dyn std::fmt::Display| {
+        CtlError(format!(
+            "{}: not a valid activity file: {e}",
+            path.display()
+        ))
+    };
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let parsed: LoadFile = match extension {
+        "json" => serde_json::from_str(&text).map_err(|e| invalid(&e))?,
+        "toml" => toml::from_str(&text).map_err(|e| invalid(&e))?,
+        // No telling extension: TOML first, then JSON; report the TOML error if both fail.
+        _ => match toml::from_str(&text) {
+            Ok(parsed) => parsed,
+            Err(toml_error) => serde_json::from_str(&text).map_err(|_| invalid(&toml_error))?,
+        },
     };
     let specs = match parsed {
         LoadFile::Table { activity } | LoadFile::List(activity) => activity,

@@ -1,6 +1,8 @@
 //! Contract tests of every ledger script, against the real Redis at `SECKILL_REDIS_URL`
 //! (default `redis://127.0.0.1:6379`). Each test works on its own activity ids.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

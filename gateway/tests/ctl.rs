@@ -1,0 +1,466 @@
+//! `seckillctl`, verb by verb, including every error case, run as the real binary against Redis.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use redis::AsyncCommands;
+use seckill_ledger::id::IdGenerator;
+use seckill_ledger::ledger::{Attempt, DeductOutcome};
+use seckill_ledger::time::now_unix;
+use seckill_ledger::{token, ActivityKeys, UserId};
+
+fn ctl(args: &[&str]) -> Output {
+    ctl_env(args, &[])
+}
+
+fn ctl_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_seckillctl"));
+    command
+        .args(args)
+        .env("SECKILL_REDIS_URL", redis_url())
+        .env("SECKILL_AUTH_SECRET", SECRET);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("run seckillctl")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_fails(output: &Output, needle: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+    assert!(
+        stderr(output).contains(needle),
+        "stderr lacks {needle:?}: {}",
+        stderr(output)
+    );
+}
+
+#[tokio::test]
+async fn create_show_and_the_ways_create_refuses() {
+    let id = fresh_id("create");
+    let ledger = ledger_at(&redis_url()).await;
+    let base = [
+        "activity",
+        "create",
+        "--id",
+        id.as_str(),
+        "--name",
+        "Phone",
+        "--stock",
+        "10",
+        "--price-cents",
+        "19900",
+    ];
+    let ok = ctl(&[
+        &base[..],
+        &[
+            "--per-user-limit",
+            "2",
+            "--starts-at",
+            "now",
+            "--duration",
+            "30m",
+        ],
+    ]
+    .concat());
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("created activity"));
+    let meta = ledger.meta(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (meta.stock_total, meta.per_user_limit, meta.price_cents),
+        (10, 2, 19900)
+    );
+    assert_eq!(meta.ends_at_ms - meta.starts_at_ms, 30 * 60 * 1000);
+
+    let again = ctl(&[&base[..], &["--starts-at", "now", "--duration", "5m"]].concat());
+    assert_fails(&again, "already exists");
+    assert_eq!(
+        ledger.meta(&id).await.unwrap().unwrap(),
+        meta,
+        "Redis untouched"
+    );
+
+    let other = fresh_id("create-bad");
+    let bad = |extra: &[&str]| {
+        let mut args = vec![
+            "activity",
+            "create",
+            "--id",
+            other.as_str(),
+            "--name",
+            "X",
+            "--price-cents",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        ctl(&args)
+    };
+    assert_fails(
+        &bad(&[
+            "--stock",
+            "1",
+            "--starts-at",
+            "yesterday",
+            "--duration",
+            "1m",
+        ]),
+        "RFC 3339",
+    );
+    assert_fails(
+        &bad(&[
+            "--stock",
+            "1",
+            "--starts-at",
+            "2026-12-01T10:00:00Z",
+            "--ends-at",
+            "2026-12-01T09:00:00Z",
+        ]),
+        "must end after it starts",
+    );
+    assert_fails(
+        &bad(&["--stock", "-1", "--starts-at", "now", "--duration", "1m"]),
+        "stock must not be negative",
+    );
+    assert_fails(
+        &bad(&["--stock", "1", "--starts-at", "now", "--duration", "soon"]),
+        "bad duration",
+    );
+    let both = bad(&["--stock", "1", "--starts-at", "now"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "clap: one of --ends-at/--duration is required"
+    );
+    assert!(
+        ledger.meta(&other).await.unwrap().is_none(),
+        "nothing written"
+    );
+    let bad_id = ctl(&[
+        "activity",
+        "create",
+        "--id",
+        "a{b}",
+        "--name",
+        "X",
+        "--stock",
+        "1",
+        "--price-cents",
+        "1",
+        "--starts-at",
+        "now",
+        "--duration",
+        "1m",
+    ]);
+    assert_fails(&bad_id, "invalid activity id");
+
+    let shown = ctl(&["activity", "show", id.as_str()]);
+    assert!(shown.status.success());
+    assert!(
+        stdout(&shown).contains("total 10 · available 10"),
+        "{}",
+        stdout(&shown)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&ctl(&["activity", "show", id.as_str(), "--json"]).stdout).unwrap();
+    assert_eq!(
+        (json["stock_left"].as_i64(), json["state"].as_str()),
+        (Some(10), Some("open"))
+    );
+    assert_fails(
+        &ctl(&["activity", "show", fresh_id("ghost").as_str()]),
+        "unknown activity",
+    );
+}
+
+#[tokio::test]
+async fn load_toml_and_json_all_or_nothing() {
+    let dir = std::env::temp_dir().join(format!("seckillctl-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b, c) = (fresh_id("load-a"), fresh_id("load-b"), fresh_id("load-c"));
+    let toml_path = dir.join(format!("{a}.toml"));
+    std::fs::write(
+        &toml_path,
+        format!(
+            "[[activity]]\nid = \"{a}\"\nname = \"A\"\nstock = 5\nprice_cents = 100\nstarts_at = \"now\"\nduration = \"1h\"\n\n\
+             [[activity]]\nid = \"{b}\"\nname = \"B\"\nstock = 7\nprice_cents = 200\nper_user_limit = 3\n\
+             starts_at = \"2030-01-01T00:00:00Z\"\nends_at = \"2030-01-01T09:00:00+08:00\"\n"
+        ),
+    )
+    .unwrap();
+    let loaded = ctl(&["activity", "load", toml_path.to_str().unwrap()]);
+    assert!(loaded.status.success(), "{}", stderr(&loaded));
+    assert!(stdout(&loaded).contains("loaded 2 activities"));
+    let ledger = ledger_at(&redis_url()).await;
+    let b_meta = ledger.meta(&b).await.unwrap().unwrap();
+    assert_eq!(b_meta.per_user_limit, 3);
+    assert_eq!(
+        b_meta.ends_at_ms - b_meta.starts_at_ms,
+        3_600_000,
+        "offsets are honoured"
+    );
+
+    // A file that names an existing activity loads nothing at all.
+    let json_path = dir.join(format!("{c}.json"));
+    std::fs::write(
+        &json_path,
+        format!(
+            r#"[{{"id":"{c}","name":"C","stock":1,"price_cents":1,"starts_at":"now","duration":"1m"}},
+               {{"id":"{a}","name":"A again","stock":1,"price_cents":1,"starts_at":"now","duration":"1m"}}]"#
+        ),
+    )
+    .unwrap();
+    assert_fails(
+        &ctl(&["activity", "load", json_path.to_str().unwrap()]),
+        "already exists",
+    );
+    assert!(ledger.meta(&c).await.unwrap().is_none());
+
+    std::fs::write(
+        &json_path,
+        format!(r#"{{"activity":[{{"id":"{c}","name":"C","stock":1,"price_cents":1,"starts_at":"now","duration":"1m"}}]}}"#),
+    )
+    .unwrap();
+    assert!(ctl(&["activity", "load", json_path.to_str().unwrap()])
+        .status
+        .success());
+    assert!(ledger.meta(&c).await.unwrap().is_some());
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[activity]]\nid = \"x\"\nstock = \"many\"\n").unwrap();
+    assert_fails(
+        &ctl(&["activity", "load", bad.to_str().unwrap()]),
+        "not a valid activity file",
+    );
+    let d = fresh_id("load-dup");
+    std::fs::write(
+        &bad,
+        format!("[[activity]]\nid = \"{d}\"\nname = \"D\"\nstock = 1\nprice_cents = 1\nstarts_at = \"now\"\nduration = \"1m\"\n").repeat(2),
+    )
+    .unwrap();
+    assert_fails(
+        &ctl(&["activity", "load", bad.to_str().unwrap()]),
+        "appears twice",
+    );
+    assert_fails(
+        &ctl(&["activity", "load", "/nonexistent/file.toml"]),
+        "cannot read",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn list_close_and_restock() {
+    let ledger = ledger_at(&redis_url()).await;
+    let id = open(&ledger, "ops", 5, 2).await;
+    let list = ctl(&["activity", "list"]);
+    assert!(list.status.success());
+    assert!(stdout(&list).contains(id.as_str()));
+    let json: serde_json::Value =
+        serde_json::from_slice(&ctl(&["activity", "list", "--json"]).stdout).unwrap();
+    assert!(json
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["id"] == id.as_str()));
+
+    let keys = ActivityKeys::new(&id);
+    let ids = IdGenerator::new(9);
+    let user = UserId::parse("holder").unwrap();
+    let won = ledger
+        .deduct(
+            &keys,
+            Attempt {
+                user: &user,
+                quantity: 2,
+                channel: "app",
+            },
+            &ids,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(won, DeductOutcome::Won { .. }));
+
+    assert_fails(
+        &ctl(&["activity", "restock", id.as_str(), "1"]),
+        "already won or sold",
+    );
+    assert_eq!(ledger.stock_left(&keys).await.unwrap(), 3, "untouched");
+    assert_fails(
+        &ctl(&["activity", "restock", id.as_str(), "-4"]),
+        "must not be negative",
+    );
+    let up = ctl(&["activity", "restock", id.as_str(), "20"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert_eq!(ledger.stock_left(&keys).await.unwrap(), 18);
+    assert_fails(
+        &ctl(&["activity", "restock", fresh_id("ghost").as_str(), "3"]),
+        "unknown activity",
+    );
+
+    let closed = ctl(&["activity", "close", id.as_str()]);
+    assert!(closed.status.success());
+    assert!(ledger.meta(&id).await.unwrap().unwrap().closed);
+    let other = UserId::parse("late").unwrap();
+    assert_eq!(
+        ledger
+            .deduct(
+                &keys,
+                Attempt {
+                    user: &other,
+                    quantity: 1,
+                    channel: "app"
+                },
+                &ids
+            )
+            .await
+            .unwrap(),
+        DeductOutcome::Ended
+    );
+    assert!(stdout(&ctl(&["activity", "close", id.as_str()])).contains("already closed"));
+    assert_fails(
+        &ctl(&["activity", "close", fresh_id("ghost").as_str()]),
+        "unknown activity",
+    );
+}
+
+#[tokio::test]
+async fn token_mint_single_and_ranges() {
+    let one = ctl(&["token", "mint", "--user", "alice", "--ttl", "2h"]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    let line = stdout(&one).trim().to_owned();
+    let now = now_unix();
+    assert_eq!(
+        token::verify(SECRET.as_bytes(), &line, now)
+            .unwrap()
+            .as_str(),
+        "alice"
+    );
+    assert!(
+        token::verify(SECRET.as_bytes(), &line, now + 7300).is_err(),
+        "ttl respected"
+    );
+
+    let many = ctl(&["token", "mint", "--users", "3..7", "--prefix", "bench"]);
+    let lines: Vec<String> = stdout(&many).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 5);
+    for (n, line) in (3..=7).zip(&lines) {
+        assert_eq!(
+            token::verify(SECRET.as_bytes(), line, now)
+                .unwrap()
+                .as_str(),
+            format!("bench{n}")
+        );
+    }
+
+    assert_fails(&ctl(&["token", "mint", "--users", "9..2"]), "FIRST..LAST");
+    assert_fails(
+        &ctl(&["token", "mint", "--user", "bad.user"]),
+        "invalid user id",
+    );
+    assert_fails(
+        &ctl(&["token", "mint", "--user", "a", "--ttl", "forever"]),
+        "bad duration",
+    );
+    assert_fails(
+        &ctl_env(
+            &["token", "mint", "--user", "a"],
+            &[("SECKILL_AUTH_SECRET", "")],
+        ),
+        "SECKILL_AUTH_SECRET",
+    );
+}
+
+#[tokio::test]
+async fn verify_passes_a_clean_ledger_and_fails_a_doctored_one() {
+    let ledger = ledger_at(&redis_url()).await;
+    let id = open(&ledger, "verify", 10, 1).await;
+    let keys = ActivityKeys::new(&id);
+    let ids = IdGenerator::new(10);
+    for u in ["v1", "v2", "v3"] {
+        let user = UserId::parse(u).unwrap();
+        ledger
+            .deduct(
+                &keys,
+                Attempt {
+                    user: &user,
+                    quantity: 1,
+                    channel: "app",
+                },
+                &ids,
+            )
+            .await
+            .unwrap();
+    }
+    let clean = ctl(&["verify", id.as_str()]);
+    assert_eq!(clean.status.code(), Some(0), "{}", stdout(&clean));
+    assert!(stdout(&clean).contains("ledger OK"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&ctl(&["verify", id.as_str(), "--json"]).stdout).unwrap();
+    assert_eq!(
+        (
+            json["ok"].as_bool(),
+            json["reserved"].as_i64(),
+            json["outbox"].as_i64()
+        ),
+        (Some(true), Some(3), Some(3))
+    );
+
+    // A buyer over the limit, written behind the ledger's back.
+    let mut conn = ledger.connection();
+    let _: () = conn.hincr(&keys.buyers, "v1", 1).await.unwrap();
+    let doctored = ctl(&["verify", id.as_str()]);
+    assert_eq!(doctored.status.code(), Some(1));
+    assert!(
+        stdout(&doctored).contains("FAIL per_user_limit"),
+        "{}",
+        stdout(&doctored)
+    );
+    let _: () = conn.hincr(&keys.buyers, "v1", -1).await.unwrap();
+    assert_eq!(ctl(&["verify", id.as_str()]).status.code(), Some(0));
+
+    // The stock key altered: the ledger no longer balances.
+    let _: () = conn.incr(&keys.stock, 5).await.unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&ctl(&["verify", id.as_str(), "--json"]).stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    assert!(json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "balanced" && c["ok"] == false));
+    assert_eq!(ctl(&["verify", id.as_str()]).status.code(), Some(1));
+
+    assert_fails(
+        &ctl(&["verify", fresh_id("ghost").as_str()]),
+        "unknown activity",
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_clear_error() {
+    let out = ctl_env(
+        &["activity", "list"],
+        &[("SECKILL_REDIS_URL", "redis://127.0.0.1:1")],
+    );
+    assert_fails(&out, "cannot reach Redis at redis://127.0.0.1:1");
+    let out = ctl_env(&["verify", "x"], &[("SECKILL_REDIS_URL", "not-a-url")]);
+    assert_fails(&out, "cannot reach Redis");
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command (README): starts what the tests need on loopback (installing it when
+# missing), then checks formatting, lints, and runs every test against the real services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# A build cache outside the clone: a fresh clone reuses earlier builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seckill-target}"
+
+scripts/services.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
