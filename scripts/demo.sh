@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The main command (README): brings the stack up on loopback (installing what is missing),
+# builds the release binaries, and runs a small flash sale end to end: 10 units, 200 buyers
+# all at once, then shows the activity and verifies the ledger.
+#
+#   scripts/demo.sh            # stops the gateway when the demo is over
+#   KEEP=1 scripts/demo.sh     # leaves the gateway running on $SECKILL_LISTEN
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seckill-target}"
+STATE="${SECKILL_STATE:-$HOME/.cache/seckill}"
+mkdir -p "$STATE/logs"
+
+scripts/services.sh
+command -v curl >/dev/null || { echo "[demo] installing curl" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
+echo "[demo] building release binaries" >&2
+cargo build --release --locked -p seckill-gateway
+BIN="$CARGO_TARGET_DIR/release"
+
+export SECKILL_AUTH_SECRET="${SECKILL_AUTH_SECRET:-demo-secret-change-me-0123456789}"
+export SECKILL_LISTEN="${SECKILL_LISTEN:-127.0.0.1:8080}"
+BASE="http://$SECKILL_LISTEN"
+
+if ! curl -fs "$BASE/healthz" >/dev/null 2>&1; then
+  "$BIN/seckill-gateway" >"$STATE/logs/gateway.log" 2>&1 &
+  gateway=$!
+  if [ -z "${KEEP:-}" ]; then
+    trap 'kill $gateway 2>/dev/null || true; wait $gateway 2>/dev/null || true' EXIT
+  fi
+  for _ in $(seq 1 100); do
+    curl -fs "$BASE/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo "[demo] gateway started on $BASE (log: $STATE/logs/gateway.log)" >&2
+else
+  echo "[demo] gateway already answering on $BASE" >&2
+fi
+curl -fs "$BASE/readyz" >/dev/null || { echo "[demo] gateway not ready" >&2; exit 1; }
+
+sale="demo-$(date +%s)"
+"$BIN/seckillctl" activity create --id "$sale" --name "Demo phone" --stock 10 \
+  --price-cents 19900 --per-user-limit 1 --starts-at now --duration 10m
+tokens="$STATE/demo-tokens.txt"
+"$BIN/seckillctl" token mint --users 1..200 --prefix "demo${sale#demo-}u" --ttl 1h --out "$tokens"
+
+echo "[demo] 200 buyers hit POST /v1/activities/$sale/orders at once" >&2
+results="$STATE/demo-results.txt"
+xargs -P 200 -I{} curl -s -o /dev/null -w '%{http_code}\n' -X POST \
+  -H "Authorization: Bearer {}" "$BASE/v1/activities/$sale/orders" <"$tokens" >"$results"
+echo "[demo] answers by HTTP status (202 = won, 409 = sold out):"
+sort "$results" | uniq -c
+
+first=$(head -1 "$tokens")
+echo "[demo] the activity as buyers see it:"
+curl -s "$BASE/v1/activities/$sale"; echo
+echo "[demo] the activity as operators see it:"
+"$BIN/seckillctl" activity show "$sale"
+"$BIN/seckillctl" verify "$sale"
+won=$(grep -c '^202$' "$results" || true)
+if [ "$won" != 10 ]; then
+  echo "[demo] expected exactly 10 winners, got $won" >&2
+  exit 1
+fi
+echo "[demo] exactly 10 winners for 10 units; ledger verified."
+[ -n "${KEEP:-}" ] && echo "[demo] gateway left running on $BASE (try: curl -H 'Authorization: Bearer $first' -X POST $BASE/v1/activities/$sale/orders)"
+exit 0
