@@ -19,8 +19,8 @@ STOCK="${STOCK:-100000000}"
 PORT="${PORT:-18181}"
 OUT="${OUT:-bench/out}"
 
-command -v wrk >/dev/null || { scripts/services.sh >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-scripts/services.sh
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+scripts/services.sh redis
 cargo build --release --locked -p seckill-gateway
 BIN="$CARGO_TARGET_DIR/release"
 mkdir -p "$OUT"
