@@ -130,6 +130,15 @@ pub enum CloseOutcome {
     NotFound,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetStatusOutcome {
+    Changed,
+    Already,
+    UnknownOrder,
+    /// The order is in a status the transition does not start from.
+    NotAllowed(Option<OrderStatus>),
+}
+
 /// Live counters of one activity, read atomically.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counters {
@@ -667,5 +676,97 @@ impl Ledger {
             script: SCRIPTS.lease.name,
             detail: "all 1024 id-generator worker ids are leased".into(),
         })
+    }
+
+    /// Takes outbox entries older than `min_age` for republishing (see `claim.lua`).
+    pub async fn claim_outbox(
+        &self,
+        keys: &ActivityKeys,
+        min_age: Duration,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, LedgerError> {
+        let raw: Vec<String> = self
+            .eval(
+                &SCRIPTS.claim,
+                &[keys.outbox.as_str(), &keys.orders],
+                (min_age.as_millis() as u64, limit),
+            )
+            .await?;
+        raw.iter()
+            .map(|r| {
+                serde_json::from_str(r).map_err(|e| LedgerError::Corrupt {
+                    key: keys.orders.clone(),
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Removes orders from their activities' outboxes once the broker confirmed them.
+    pub async fn mark_published(
+        &self,
+        orders: &[(&ActivityKeys, OrderId)],
+    ) -> Result<(), LedgerError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (keys, order_id) in orders {
+            pipe.zrem(&keys.outbox, order_id.0).ignore();
+        }
+        pipe.query_async::<()>(&mut self.connection()).await?;
+        Ok(())
+    }
+
+    /// Mirrors a status into the ledger, only from one of `from`.
+    pub async fn set_status(
+        &self,
+        keys: &ActivityKeys,
+        order_id: OrderId,
+        to: OrderStatus,
+        from: &[OrderStatus],
+    ) -> Result<SetStatusOutcome, LedgerError> {
+        let script = &SCRIPTS.set_status;
+        let mut args = vec![order_id.0.to_string(), to.as_str().to_owned()];
+        args.extend(from.iter().map(|s| s.as_str().to_owned()));
+        let (code, current): (i64, String) =
+            self.eval(script, &[keys.orders.as_str()], args).await?;
+        Ok(match code {
+            0 => SetStatusOutcome::Changed,
+            1 => SetStatusOutcome::Already,
+            2 => SetStatusOutcome::UnknownOrder,
+            3 => SetStatusOutcome::NotAllowed(
+                serde_json::from_value(serde_json::Value::String(current)).ok(),
+            ),
+            other => return Err(contract(script, format!("unknown code {other}"))),
+        })
+    }
+
+    /// Every order recorded for an activity (operators: verify, reconcile).
+    pub async fn orders(&self, keys: &ActivityKeys) -> Result<Vec<OrderRecord>, LedgerError> {
+        let mut conn = self.connection();
+        let mut records = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            // HSCAN, not HVALS: a big activity must not block Redis with one huge reply.
+            let (next, pairs): (u64, Vec<String>) = redis::cmd("HSCAN")
+                .arg(&keys.orders)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            for raw in pairs.iter().skip(1).step_by(2) {
+                records.push(serde_json::from_str(raw).map_err(|e| LedgerError::Corrupt {
+                    key: keys.orders.clone(),
+                    detail: e.to_string(),
+                })?);
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(records)
     }
 }

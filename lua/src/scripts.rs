@@ -28,10 +28,12 @@ pub struct Scripts {
     pub close: Script,
     pub audit: Script,
     pub lease: Script,
+    pub claim: Script,
+    pub set_status: Script,
 }
 
 impl Scripts {
-    pub fn all(&self) -> [&Script; 8] {
+    pub fn all(&self) -> [&Script; 10] {
         [
             &self.deduct,
             &self.release,
@@ -41,6 +43,8 @@ impl Scripts {
             &self.close,
             &self.audit,
             &self.lease,
+            &self.claim,
+            &self.set_status,
         ]
     }
 }
@@ -69,4 +73,6 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     close: script!("close"),
     audit: script!("audit"),
     lease: script!("lease"),
+    claim: script!("claim"),
+    set_status: script!("set_status"),
 });

@@ -477,3 +477,95 @@ async fn worker_leases_are_exclusive() {
     let other = ledger.acquire_worker(worker, &theirs, ttl).await.unwrap();
     assert_ne!(other, worker);
 }
+
+#[tokio::test]
+async fn outbox_claim_publish_and_status_mirror() {
+    use seckill_ledger::ledger::SetStatusOutcome;
+    use std::time::Duration;
+
+    let ledger = ledger().await;
+    let ids = IdGenerator::new(11);
+    let keys = open_activity(&ledger, "outbox", 5, 1).await;
+    let mut won = Vec::new();
+    for u in ["o1", "o2", "o3"] {
+        let DeductOutcome::Won { order_id, .. } = ledger
+            .deduct(&keys, attempt(&user(u), 1), &ids)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        won.push(order_id);
+    }
+    // Nothing is old enough yet.
+    assert!(ledger
+        .claim_outbox(&keys, Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Everything is older than 0 ms; a claim re-queues what it took, so a second relay gets none.
+    let claimed = ledger.claim_outbox(&keys, Duration::ZERO, 2).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].order_id, won[0], "oldest first");
+    let rest = ledger
+        .claim_outbox(&keys, Duration::from_millis(1000), 10)
+        .await
+        .unwrap();
+    assert!(
+        rest.len() <= 1,
+        "the two claimed entries were pushed back: {rest:?}"
+    );
+
+    ledger
+        .mark_published(&[(&keys, won[0]), (&keys, won[1])])
+        .await
+        .unwrap();
+    assert_eq!(ledger.audit(&keys).await.unwrap().unwrap().outbox, 1);
+    assert_eq!(ledger.orders(&keys).await.unwrap().len(), 3);
+
+    use OrderStatus::*;
+    assert_eq!(
+        ledger
+            .set_status(&keys, won[0], PendingPayment, &[Queued])
+            .await
+            .unwrap(),
+        SetStatusOutcome::Changed
+    );
+    assert_eq!(
+        ledger
+            .set_status(&keys, won[0], PendingPayment, &[Queued])
+            .await
+            .unwrap(),
+        SetStatusOutcome::Already
+    );
+    assert_eq!(
+        ledger
+            .set_status(&keys, won[0], Queued, &[Paid])
+            .await
+            .unwrap(),
+        SetStatusOutcome::NotAllowed(Some(PendingPayment)),
+        "never backwards"
+    );
+    assert_eq!(
+        ledger
+            .set_status(
+                &keys,
+                seckill_ledger::OrderId(42),
+                PendingPayment,
+                &[Queued]
+            )
+            .await
+            .unwrap(),
+        SetStatusOutcome::UnknownOrder
+    );
+    assert_eq!(
+        ledger
+            .order_in(&keys, won[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        PendingPayment
+    );
+    assert_balanced(&ledger, &keys).await;
+}
