@@ -108,9 +108,15 @@ ensure_rocketmq() {
 [broker]
 listenPort = $BROKER_PORT
 brokerIp1 = "127.0.0.1"
+brokerIp2 = "127.0.0.1"
 namesrvAddr = "127.0.0.1:$NAMESRV_PORT"
 storePathRootDir = "$ROCKETMQ_HOME/store"
 autoCreateTopicEnable = true
+
+# Without this the broker listens on 0.0.0.0 (10909, 10911). Only bindAddress goes here: a
+# listenPort in this section as well makes the broker refuse to start.
+[broker.brokerServerConfig]
+bindAddress = "127.0.0.1"
 
 [broker.brokerIdentity]
 brokerName = "broker-a"

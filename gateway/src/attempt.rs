@@ -11,9 +11,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::HeaderMap;
-use seckill_ledger::ledger::{Attempt, DeductOutcome};
-use seckill_ledger::time::{now_ms, now_unix};
-use seckill_ledger::{ActivityId, LedgerError, UserId};
+use seckill_core::ledger::{Attempt, DeductOutcome};
+use seckill_core::time::{now_ms, now_unix};
+use seckill_core::{ActivityId, LedgerError, UserId};
 use serde::Deserialize;
 
 use crate::catalog::Activity;
@@ -186,7 +186,7 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
             status,
         } => AttemptOutcome::Repeat {
             order_id,
-            status: status.unwrap_or(seckill_ledger::OrderStatus::Queued),
+            status: status.unwrap_or(seckill_core::OrderStatus::Queued),
         },
         DeductOutcome::Repeat { order_id: None, .. } => {
             tracing::error!(activity = %activity.keys.id, user = %attempt.user, "buyer holds units but has no order");

@@ -1,9 +1,9 @@
-//! Bearer-token authentication (token format in `seckill_ledger::token`).
+//! Bearer-token authentication (token format in `seckill_core::token`).
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
-use seckill_ledger::token::{self, TokenError};
-use seckill_ledger::UserId;
+use seckill_core::token::{self, TokenError};
+use seckill_core::UserId;
 
 use crate::outcome::Refusal;
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
-use seckill_ledger::event::LedgerEvent;
-use seckill_ledger::{keys, ActivityId, ActivityKeys, ActivityMeta, Ledger, LedgerError};
+use seckill_core::event::LedgerEvent;
+use seckill_core::{keys, ActivityId, ActivityKeys, ActivityMeta, Ledger, LedgerError};
 use tokio::sync::watch;
 
 /// How long "no such activity" is remembered, so a flood of bad ids does not reach Redis.

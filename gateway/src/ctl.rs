@@ -9,11 +9,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use seckill_ledger::ledger::{
+use seckill_core::ledger::{
     Audit, CloseOutcome, Counters, CreateOutcome, LedgerConfig, RestockOutcome,
 };
-use seckill_ledger::time::{now_ms, now_unix, parse_duration};
-use seckill_ledger::{token, ActivityId, ActivityKeys, ActivityMeta, Ledger, NewActivity, UserId};
+use seckill_core::time::{now_ms, now_unix, parse_duration};
+use seckill_core::{token, ActivityId, ActivityKeys, ActivityMeta, Ledger, NewActivity, UserId};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

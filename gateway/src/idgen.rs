@@ -1,4 +1,4 @@
-//! Keeps this instance's id-generator worker lease alive (see `seckill_ledger::id`).
+//! Keeps this instance's id-generator worker lease alive (see `seckill_core::id`).
 //!
 //! The lease lasts [`LEASE_TTL`] and is renewed every third of it. If a renewal finds the lease
 //! taken by another instance (we were cut off from Redis for longer than the TTL), we switch to
@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use seckill_ledger::id::{IdGenerator, WORKERS};
-use seckill_ledger::{Ledger, LedgerError};
+use seckill_core::id::{IdGenerator, WORKERS};
+use seckill_core::{Ledger, LedgerError};
 use tokio::sync::watch;
 
 pub const LEASE_TTL: Duration = Duration::from_secs(30);

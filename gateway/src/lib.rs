@@ -34,9 +34,9 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use seckill_ledger::id::IdGenerator;
-use seckill_ledger::ledger::LedgerConfig;
-use seckill_ledger::{Ledger, LedgerError};
+use seckill_core::id::IdGenerator;
+use seckill_core::ledger::LedgerConfig;
+use seckill_core::{Ledger, LedgerError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

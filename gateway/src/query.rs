@@ -1,8 +1,8 @@
 //! The read endpoints: an activity as buyers see it, and an order as its owner sees it.
 
 use http::HeaderMap;
-use seckill_ledger::time::{now_ms, now_unix};
-use seckill_ledger::{ActivityId, OrderId};
+use seckill_core::time::{now_ms, now_unix};
+use seckill_core::{ActivityId, OrderId};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

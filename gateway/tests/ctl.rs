@@ -8,10 +8,10 @@ use std::process::{Command, Output};
 
 use common::*;
 use redis::AsyncCommands;
-use seckill_ledger::id::IdGenerator;
-use seckill_ledger::ledger::{Attempt, DeductOutcome};
-use seckill_ledger::time::now_unix;
-use seckill_ledger::{token, ActivityKeys, UserId};
+use seckill_core::id::IdGenerator;
+use seckill_core::ledger::{Attempt, DeductOutcome};
+use seckill_core::time::now_unix;
+use seckill_core::{token, ActivityKeys, UserId};
 
 fn ctl(args: &[&str]) -> Output {
     ctl_env(args, &[])

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use http::{Method, StatusCode};
-use seckill_ledger::time::now_unix;
-use seckill_ledger::{token, ActivityKeys, UserId};
+use seckill_core::time::now_unix;
+use seckill_core::{token, ActivityKeys, UserId};
 
 #[tokio::test]
 async fn won_then_repeat_then_the_owner_sees_the_order() {

@@ -76,6 +76,7 @@ local record = cjson.encode({
   channel = ARGV[4],
   status = 'queued',
   created_at = now,
+  per_user_limit = limit,
 })
 redis.call('HSET', KEYS[6], ARGV[3], record)
 redis.call('ZADD', KEYS[7], now, ARGV[3])

@@ -1,4 +1,4 @@
-//! The seckill stock ledger, and the few values every seckill binary shares.
+//! `seckill-core`: the seckill stock ledger, and everything more than one binary needs.
 //!
 //! Redis holds the single source of truth for each activity's stock. Every mutation happens in
 //! one of the Lua scripts under `lua/scripts/`, whose headers state their KEYS, ARGV and return
@@ -12,6 +12,7 @@
 //! - [`id`]: order ids unique across gateway instances (snowflake with a leased worker id).
 //! - [`token`]: the bearer token format shared by the gateway and `seckillctl token mint`.
 //! - [`event`]: the pub/sub messages that keep gateway caches in step.
+//! - [`mq`]: RocketMQ runtime, topics and the order message.
 //! - [`time`]: clock and duration helpers.
 
 pub mod activity;
@@ -20,6 +21,7 @@ pub mod event;
 pub mod id;
 pub mod keys;
 pub mod ledger;
+pub mod mq;
 pub mod order;
 pub mod scripts;
 pub mod time;

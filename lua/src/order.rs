@@ -75,6 +75,9 @@ pub struct OrderRecord {
     pub status: OrderStatus,
     /// Unix milliseconds, from the Redis clock at the moment of the win.
     pub created_at: i64,
+    /// The activity's per-user limit at the moment of the win.
+    #[serde(default)]
+    pub per_user_limit: u32,
 }
 
 #[cfg(test)]

@@ -7,13 +7,13 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use seckill_ledger::id::IdGenerator;
-use seckill_ledger::ledger::{
+use seckill_core::id::IdGenerator;
+use seckill_core::ledger::{
     Attempt, CloseOutcome, ConfirmOutcome, CreateOutcome, DeductOutcome, LedgerConfig,
     ReleaseOutcome, RestockOutcome,
 };
-use seckill_ledger::time::now_ms;
-use seckill_ledger::{ActivityId, ActivityKeys, Ledger, NewActivity, OrderStatus, UserId};
+use seckill_core::time::now_ms;
+use seckill_core::{ActivityId, ActivityKeys, Ledger, NewActivity, OrderStatus, UserId};
 
 fn redis_url() -> String {
     std::env::var("SECKILL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -347,7 +347,7 @@ async fn release_returns_stock_once_and_confirm_makes_it_final() {
             .unwrap(),
         ReleaseOutcome::NotReleasable
     );
-    let unknown = seckill_ledger::OrderId(12345);
+    let unknown = seckill_core::OrderId(12345);
     assert_eq!(
         ledger
             .release(&keys, unknown, OrderStatus::Cancelled)
@@ -480,7 +480,7 @@ async fn worker_leases_are_exclusive() {
 
 #[tokio::test]
 async fn outbox_claim_publish_and_status_mirror() {
-    use seckill_ledger::ledger::SetStatusOutcome;
+    use seckill_core::ledger::SetStatusOutcome;
     use std::time::Duration;
 
     let ledger = ledger().await;
@@ -550,7 +550,7 @@ async fn outbox_claim_publish_and_status_mirror() {
         ledger
             .set_status(
                 &keys,
-                seckill_ledger::OrderId(42),
+                seckill_core::OrderId(42),
                 PendingPayment,
                 &[Queued]
             )

@@ -18,9 +18,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use seckill_gateway::config::Config;
 use seckill_gateway::{App, Gateway};
-use seckill_ledger::ledger::LedgerConfig;
-use seckill_ledger::time::{now_ms, now_unix};
-use seckill_ledger::{token, ActivityId, Ledger, NewActivity, UserId};
+use seckill_core::ledger::LedgerConfig;
+use seckill_core::time::{now_ms, now_unix};
+use seckill_core::{token, ActivityId, Ledger, NewActivity, UserId};
 use tokio::sync::oneshot;
 
 pub const SECRET: &str = "integration-test-secret-0123456789";

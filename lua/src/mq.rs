@@ -1,0 +1,99 @@
+//! RocketMQ plumbing shared by the gateway, the order writer and `seckillctl`: the client
+//! runtime, topic names and the order message.
+//!
+//! The order message is the ledger's order record as JSON, keyed by the order id, so a consumer
+//! needs nothing but the message to persist the order.
+
+use std::sync::Arc;
+
+use rocketmq_client_rust::{ClientError, ClientRuntime, ClientRuntimeConfig};
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+use crate::order::OrderRecord;
+
+/// Gateway → writer: each winning order.
+pub const ORDER_TOPIC: &str = "seckill_order";
+/// Writer → downstream: lifecycle events (`ORDER_CREATED`, …), sent as transactional messages.
+pub const ORDER_EVENT_TOPIC: &str = "seckill_order_event";
+/// Name server of the local stack.
+pub const DEFAULT_NAMESRV: &str = "127.0.0.1:9876";
+/// The most messages the gateway puts in one batch send.
+pub const MAX_BATCH: usize = 64;
+
+/// Tags of `seckill_order_event` messages.
+pub const ORDER_CREATED: &str = "ORDER_CREATED";
+
+/// A RocketMQ failure, with the client's own message.
+#[derive(Debug, thiserror::Error)]
+#[error("rocketmq: {0}")]
+pub struct MqError(pub String);
+
+impl From<ClientError> for MqError {
+    fn from(e: ClientError) -> Self {
+        MqError(e.to_string())
+    }
+}
+
+/// The runtime every RocketMQ client of a process runs on. Keep it alive as long as the clients.
+pub struct MqRuntime {
+    owner: RuntimeOwner,
+    client_runtime: Arc<ClientRuntime>,
+    telemetry: rocketmq_observability::TelemetryRuntimeGuard,
+}
+
+impl MqRuntime {
+    /// Starts the client runtime. `scope` names its threads.
+    pub fn start(scope: &str) -> Result<Self, MqError> {
+        let owner = RuntimeOwner::plan(RuntimeConfig {
+            thread_name: format!("rocketmq-{scope}"),
+            ..Default::default()
+        })
+        .map_err(|e| MqError(format!("runtime plan: {e}")))?
+        .build()
+        .map_err(|e| MqError(format!("runtime: {e}")))?;
+        // Our own tracing subscriber stays in charge of logs: the client's logging is off.
+        let mut telemetry_config = rocketmq_observability::TelemetryBootstrapConfig::default();
+        telemetry_config.logging.enabled = false;
+        let telemetry = rocketmq_observability::install_global(&telemetry_config)
+            .map_err(|e| MqError(format!("telemetry: {e}")))?;
+        let client_runtime = ClientRuntime::try_new(
+            owner.root_context().component("client"),
+            ClientRuntimeConfig::default(),
+            telemetry.handle(),
+        )?;
+        Ok(MqRuntime {
+            owner,
+            client_runtime,
+            telemetry,
+        })
+    }
+
+    pub fn client_runtime(&self) -> Arc<ClientRuntime> {
+        Arc::clone(&self.client_runtime)
+    }
+
+    /// Stops the runtime after every client on it was shut down.
+    pub async fn shutdown(self) {
+        let _ = self.client_runtime.shutdown().await;
+        let _ = self.owner.shutdown_tasks().await;
+        let _ = self.owner.shutdown_background();
+        let _ = self.telemetry.shutdown();
+    }
+}
+
+/// The `seckill_order` message of one order: key = order id, tag = activity id.
+pub fn order_message(order: &OrderRecord) -> Message {
+    let body = serde_json::to_vec(order).unwrap_or_default();
+    Message::builder()
+        .topic(ORDER_TOPIC)
+        .tags(order.activity_id.as_str())
+        .key(order.order_id.to_string())
+        .body_slice(&body)
+        .build_unchecked()
+}
+
+/// Decodes a `seckill_order` message body.
+pub fn decode_order(body: &[u8]) -> Result<OrderRecord, serde_json::Error> {
+    serde_json::from_slice(body)
+}

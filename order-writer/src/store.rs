@@ -1,0 +1,200 @@
+//! The order store in PostgreSQL: schema migrations, idempotent batch inserts, lookups.
+//!
+//! The writer persists through it; `seckillctl verify` and `reconcile` read through it. Inserts
+//! are idempotent (primary key on the order id; one live order per (activity, user) where the
+//! limit is 1), so a redelivered message never creates a second row.
+
+use std::collections::{HashMap, HashSet};
+
+use deadpool_postgres::{Pool, Runtime};
+use seckill_core::{OrderId, OrderRecord, OrderStatus};
+use tokio_postgres::NoTls;
+
+/// Default database of the local stack (`scripts/services.sh postgres` creates it).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://seckill:seckill@127.0.0.1:5432/seckill";
+
+/// Embedded migrations, applied in order at start-up.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_orders.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+impl StoreError {
+    /// True when the same call may succeed later (database down, connection lost).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Config(_) => false,
+            StoreError::Pool(_) => true,
+            StoreError::Db(e) => e.is_closed() || e.code().is_none() || e.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("40") || c.code().starts_with("57")),
+        }
+    }
+}
+
+/// One order as the database holds it (what `verify` compares with the ledger).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredOrder {
+    pub order_id: OrderId,
+    pub user_id: String,
+    pub quantity: i32,
+    pub status: String,
+    pub items: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// A connection pool on `url` (`postgres://user:password@host:port/db`).
+    pub async fn connect(url: &str, max_size: usize) -> Result<Self, StoreError> {
+        let pg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("{url:?} is not a PostgreSQL URL: {e}")))?;
+        let manager = deadpool_postgres::Manager::from_config(
+            pg,
+            NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(5)))
+            .create_timeout(Some(std::time::Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let store = Store { pool };
+        // Fail now, with a clear message, rather than at the first order.
+        store.pool.get().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations not applied yet; several writers starting at once are serialized
+    /// by an advisory lock. Returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock(7385001)", &[]).await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+        let applied: HashSet<i32> = tx
+            .query("SELECT version FROM schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut count = 0;
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            tx.batch_execute(sql).await?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
+                .await?;
+            count += 1;
+        }
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    /// Inserts orders (and one item each) in ONE transaction, skipping those already there.
+    /// Returns the ids inserted now.
+    pub async fn insert_orders(&self, orders: &[OrderRecord], status: OrderStatus) -> Result<Vec<OrderId>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = orders.iter().map(|o| o.order_id.0 as i64).collect();
+        let activities: Vec<&str> = orders.iter().map(|o| o.activity_id.as_str()).collect();
+        let users: Vec<&str> = orders.iter().map(|o| o.user_id.as_str()).collect();
+        let quantities: Vec<i32> = orders.iter().map(|o| o.quantity as i32).collect();
+        let amounts: Vec<i64> = orders.iter().map(|o| o.amount_cents).collect();
+        let channels: Vec<&str> = orders.iter().map(|o| o.channel.as_str()).collect();
+        let created: Vec<f64> = orders.iter().map(|o| o.created_at as f64 / 1000.0).collect();
+        let limits: Vec<i32> = orders.iter().map(|o| o.per_user_limit as i32).collect();
+        let unit_prices: Vec<i64> = orders
+            .iter()
+            .map(|o| o.amount_cents / i64::from(o.quantity.max(1)))
+            .collect();
+
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .query(
+                "INSERT INTO orders (order_id, activity_id, user_id, quantity, amount_cents, channel,
+                                     status, created_at, per_user_limit)
+                 SELECT id, activity, usr, qty, amount, chan, $9, to_timestamp(created), lim
+                 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::int[], $5::bigint[],
+                             $6::text[], $7::float8[], $8::int[])
+                      AS u(id, activity, usr, qty, amount, chan, created, lim)
+                 ON CONFLICT DO NOTHING
+                 RETURNING order_id",
+                &[&ids, &activities, &users, &quantities, &amounts, &channels, &created, &limits, &status.as_str()],
+            )
+            .await?;
+        let inserted: Vec<i64> = inserted.iter().map(|row| row.get(0)).collect();
+        // Items only for the orders that exist (a conflicting duplicate was skipped above).
+        tx.execute(
+            "INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)
+             SELECT id, activity, qty, price
+             FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::bigint[]) AS u(id, activity, qty, price)
+             WHERE EXISTS (SELECT 1 FROM orders o WHERE o.order_id = u.id)
+             ON CONFLICT DO NOTHING",
+            &[&ids, &activities, &quantities, &unit_prices],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(inserted.into_iter().map(|id| OrderId(id as u64)).collect())
+    }
+
+    /// Which of `ids` are persisted.
+    pub async fn existing(&self, ids: &[OrderId]) -> Result<HashSet<OrderId>, StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT order_id FROM orders WHERE order_id = ANY($1)", &[&ids])
+            .await?;
+        Ok(rows.iter().map(|row| OrderId(row.get::<_, i64>(0) as u64)).collect())
+    }
+
+    /// Every persisted order of one activity, with its item count.
+    pub async fn activity_orders(&self, activity: &str) -> Result<HashMap<OrderId, StoredOrder>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT o.order_id, o.user_id, o.quantity, o.status,
+                        (SELECT count(*) FROM order_items i WHERE i.order_id = o.order_id)
+                 FROM orders o WHERE o.activity_id = $1",
+                &[&activity],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let id = OrderId(row.get::<_, i64>(0) as u64);
+                (
+                    id,
+                    StoredOrder {
+                        order_id: id,
+                        user_id: row.get(1),
+                        quantity: row.get(2),
+                        status: row.get(3),
+                        items: row.get(4),
+                    },
+                )
+            })
+            .collect())
+    }
+}
