@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 # A build cache outside the clone: a fresh clone reuses earlier builds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seckill-target}"
 
-scripts/services.sh redis
+scripts/services.sh redis rocketmq
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

@@ -4,11 +4,15 @@
 //! 2. Local filters, no I/O: cached window and sold-out flag, rate buckets, in-flight permit.
 //!    Returning early here is what keeps a crowd off Redis.
 //! 3. Deduct: one EVALSHA of `deduct.lua`.
-//! 4. Record: index the new order by id (so `GET /v1/orders/{id}` finds it).
+//! 4. Record and enqueue: index the new order by id (so `GET /v1/orders/{id}` finds it) and
+//!    queue it to RocketMQ ([`crate::publish`]); answer 202 only once the broker confirmed it.
+//!    If it did not within [`PUBLISH_WAIT`], the answer is 503 and the order stays in the
+//!    ledger's outbox for the relay: the buyer's retry finds it (200, their existing order).
 //! 5. The caller maps the [`AttemptOutcome`] to HTTP.
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderMap;
 use seckill_core::ledger::{Attempt, DeductOutcome};
@@ -19,6 +23,9 @@ use serde::Deserialize;
 use crate::catalog::Activity;
 use crate::outcome::{AttemptOutcome, Refusal};
 use crate::{auth, App};
+
+/// How long a winner waits for the broker's confirmation before the answer becomes 503.
+pub const PUBLISH_WAIT: Duration = Duration::from_secs(2);
 
 /// Largest quantity one attempt may ask for (the per-user limit usually bounds it further).
 pub const MAX_QUANTITY: u32 = 100;
@@ -166,18 +173,24 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
         .map_err(|e| ledger_refusal(&e, "deduct"))?;
 
     Ok(match deducted {
-        DeductOutcome::Won {
-            order_id,
-            stock_left,
-        } => {
+        DeductOutcome::Won { record, stock_left } => {
             if stock_left <= 0 {
                 sold_out(app, &activity.keys.id);
             }
-            // Phase 4. The order is already safe in the ledger; the index only makes it findable
-            // by id. If it cannot be written now, the win still stands.
+            // Phase 4. The order is already safe in the ledger (and its outbox); the index makes
+            // it findable by id, the publish hands it to the writer.
+            let order_id = record.order_id;
             app.metrics.redis_call();
-            if let Err(e) = app.ledger.index_order(order_id, &activity.keys.id).await {
+            let (indexed, confirmed) = tokio::join!(
+                app.ledger.index_order(order_id, &activity.keys.id),
+                app.publisher.publish(*record, PUBLISH_WAIT),
+            );
+            if let Err(e) = indexed {
                 tracing::error!(order = order_id.0, activity = %activity.keys.id, error = %e, "order index write failed");
+            }
+            if !confirmed {
+                app.metrics.publish_unconfirmed();
+                return Err(Refusal::Unavailable.into());
             }
             AttemptOutcome::Won { order_id }
         }

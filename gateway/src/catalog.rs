@@ -60,6 +60,11 @@ impl Catalog {
         self.entries.load().get(id).cloned()
     }
 
+    /// Ids of every cached activity.
+    pub fn ids(&self) -> Vec<ActivityId> {
+        self.entries.load().keys().cloned().collect()
+    }
+
     /// True if `id` was looked up recently and did not exist. No I/O.
     pub fn known_missing(&self, id: &ActivityId) -> bool {
         let missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());

@@ -41,6 +41,8 @@ pub struct Config {
     pub rate_per_user: u32,
     /// `SECKILL_MAX_INFLIGHT`: concurrent Redis calls; beyond it requests are shed with 503.
     pub max_inflight: usize,
+    /// `SECKILL_ROCKETMQ_NAMESRV`, default `127.0.0.1:9876`: where won orders are queued.
+    pub rocketmq_namesrv: String,
     /// `SECKILL_REDIS_CONNECTIONS`: multiplexed connections in the pool.
     pub redis_connections: usize,
     /// `SECKILL_LOG_JSON`: `1`/`true` for JSON log lines.
@@ -65,6 +67,7 @@ struct FileConfig {
     rate_per_user: Option<u32>,
     max_inflight: Option<usize>,
     redis_connections: Option<usize>,
+    rocketmq_namesrv: Option<String>,
     log_json: Option<bool>,
 }
 
@@ -144,9 +147,21 @@ impl Config {
                 "SECKILL_AUTH_SECRET must be at least 16 bytes long".into(),
             ));
         }
+        let rocketmq_namesrv = pick(
+            "SECKILL_ROCKETMQ_NAMESRV",
+            &env,
+            file.rocketmq_namesrv,
+            seckill_core::mq::DEFAULT_NAMESRV.to_owned(),
+        )?;
+        if rocketmq_namesrv.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "SECKILL_ROCKETMQ_NAMESRV={rocketmq_namesrv:?} is not an address like 127.0.0.1:9876"
+            )));
+        }
         let config = Config {
             listen,
             redis_url,
+            rocketmq_namesrv,
             auth_secret: Secret::new(auth_secret),
             rate_global: pick(
                 "SECKILL_RATE_GLOBAL",

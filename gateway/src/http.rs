@@ -169,17 +169,39 @@ pub async fn handle(
     Ok(response)
 }
 
-/// Readiness: the ledger answers.
+/// Readiness: the ledger answers and the last send to the broker went through.
 async fn ready(app: &App) -> Response<Body> {
-    match tokio::time::timeout(Duration::from_secs(1), app.ledger.ping()).await {
-        Ok(Ok(())) => json(
-            StatusCode::OK,
-            &serde_json::json!({"status": "ready", "redis": "ok"}),
-        ),
+    let redis = match tokio::time::timeout(Duration::from_secs(1), app.ledger.ping()).await {
+        Ok(Ok(())) => "ok",
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: redis");
-            refusal(&Refusal::Unavailable)
+            "unreachable"
         }
-        Err(_) => refusal(&Refusal::Unavailable),
+        Err(_) => "timeout",
+    };
+    let rocketmq = if app.publisher.broker_healthy() {
+        "ok"
+    } else {
+        "failing"
+    };
+    if redis == "ok" && rocketmq == "ok" {
+        return json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready", "redis": redis, "rocketmq": rocketmq}),
+        );
     }
+    // The contract's error shape, plus which dependency is down.
+    let mut response = json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({
+            "error": "unavailable",
+            "detail": format!("redis: {redis}, rocketmq: {rocketmq}"),
+            "redis": redis,
+            "rocketmq": rocketmq,
+        }),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(1u64));
+    response
 }

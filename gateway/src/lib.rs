@@ -8,12 +8,16 @@
 //! - [`limit`]: token buckets and the in-flight cap.
 //! - [`catalog`]: cached activity metadata and the sold-out flag shared over pub/sub.
 //! - [`attempt`], [`query`]: the endpoints' logic, returning typed outcomes ([`outcome`]).
+//! - [`publish`]: the enqueue phase, batching won orders to RocketMQ; [`relay`]: republishes
+//!   what the broker never confirmed.
 //! - [`http`]: routing and the single outcome → HTTP mapping.
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`idgen`]: the order-id worker lease.
 //! - [`ctl`]: the operators' CLI, `seckillctl`.
 //!
 //! [`Gateway::bind`] starts the service on any listener, so tests run it on port 0.
+
+#![recursion_limit = "256"]
 
 pub mod attempt;
 pub mod auth;
@@ -25,7 +29,9 @@ pub mod idgen;
 pub mod limit;
 pub mod metrics;
 pub mod outcome;
+pub mod publish;
 pub mod query;
+pub mod relay;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +42,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use seckill_core::id::IdGenerator;
 use seckill_core::ledger::LedgerConfig;
+use seckill_core::mq::{MqError, MqRuntime};
 use seckill_core::{Ledger, LedgerError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -44,6 +51,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::limit::Limits;
 use crate::metrics::Metrics;
+use crate::publish::Publisher;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +64,7 @@ pub struct App {
     pub limits: Limits,
     pub ids: Arc<IdGenerator>,
     pub metrics: Metrics,
+    pub publisher: Publisher,
 }
 
 /// Why the gateway could not start.
@@ -63,6 +72,8 @@ pub struct App {
 pub enum StartError {
     #[error("cannot reach the ledger at {url}: {source}")]
     Ledger { url: String, source: LedgerError },
+    #[error("cannot start the RocketMQ producer for {namesrv}: {source}")]
+    Mq { namesrv: String, source: MqError },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -75,6 +86,7 @@ pub struct Gateway {
     app: Arc<App>,
     listener: TcpListener,
     instance: String,
+    mq: MqRuntime,
 }
 
 impl Gateway {
@@ -105,7 +117,16 @@ impl Gateway {
         let ids = idgen::lease(&ledger, &instance)
             .await
             .map_err(ledger_error)?;
+        let mq_error = |source| StartError::Mq {
+            namesrv: config.rocketmq_namesrv.clone(),
+            source,
+        };
+        let mq = MqRuntime::start("gateway").map_err(mq_error)?;
+        let publisher = Publisher::start(&mq, &config.rocketmq_namesrv, ledger.clone())
+            .await
+            .map_err(mq_error)?;
         let app = App {
+            publisher,
             limits: Limits::new(
                 config.rate_global,
                 config.rate_per_user,
@@ -121,6 +142,7 @@ impl Gateway {
             app: Arc::new(app),
             listener,
             instance,
+            mq,
         })
     }
 
@@ -141,6 +163,7 @@ impl Gateway {
             app,
             listener,
             instance,
+            mq,
         } = self;
         // Background tasks stop when this flips to true.
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -156,6 +179,7 @@ impl Gateway {
                 instance,
                 stop_rx.clone(),
             )),
+            tokio::spawn(relay::run(app.clone(), stop_rx.clone())),
             tokio::spawn(forget_idle_users(app.clone(), stop_rx)),
         ];
 
@@ -202,6 +226,15 @@ impl Gateway {
         let _ = stop_tx.send(true);
         for task in background {
             let _ = task.await;
+        }
+        // Every answered winner was confirmed or left in the outbox; nothing is pending.
+        app.publisher.shutdown().await;
+        drop(app);
+        if tokio::time::timeout(Duration::from_secs(5), mq.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("RocketMQ client runtime did not stop within 5 s");
         }
         tracing::info!("gateway stopped");
     }

@@ -1,5 +1,7 @@
 //! `seckill-gateway`: read the configuration, start tracing, serve until SIGTERM/Ctrl-C.
 
+#![recursion_limit = "256"]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -58,6 +58,7 @@ pub struct Metrics {
     inflight: AtomicI64,
     sold_out_short_circuits: AtomicU64,
     redis_calls: AtomicU64,
+    publish_unconfirmed: AtomicU64,
 }
 
 fn attempt_index(label: &str) -> usize {
@@ -91,6 +92,10 @@ impl Metrics {
 
     pub fn redis_call(&self) {
         self.redis_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn publish_unconfirmed(&self) {
+        self.publish_unconfirmed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn redis_calls(&self) -> u64 {
@@ -150,11 +155,13 @@ impl Metrics {
             "# HELP seckill_inflight_requests Requests being served now.\n# TYPE seckill_inflight_requests gauge\nseckill_inflight_requests {}\n\
              # HELP seckill_sold_out_short_circuits_total Attempts answered sold_out from the local flag, without Redis.\n# TYPE seckill_sold_out_short_circuits_total counter\nseckill_sold_out_short_circuits_total {}\n\
              # HELP seckill_redis_calls_total Redis round trips made for requests.\n# TYPE seckill_redis_calls_total counter\nseckill_redis_calls_total {}\n\
-             # HELP seckill_script_reloads_total NOSCRIPT recoveries.\n# TYPE seckill_script_reloads_total counter\nseckill_script_reloads_total {}\n",
+             # HELP seckill_script_reloads_total NOSCRIPT recoveries.\n# TYPE seckill_script_reloads_total counter\nseckill_script_reloads_total {}\n\
+             # HELP seckill_publish_unconfirmed_total Won orders the broker did not confirm in time (left to the relay).\n# TYPE seckill_publish_unconfirmed_total counter\nseckill_publish_unconfirmed_total {}\n",
             self.inflight.load(Ordering::Relaxed),
             self.sold_out_short_circuits.load(Ordering::Relaxed),
             self.redis_calls.load(Ordering::Relaxed),
             script_reloads,
+            self.publish_unconfirmed.load(Ordering::Relaxed),
         );
         out
     }

@@ -13,7 +13,7 @@ use http::{Method, StatusCode};
 use seckill_core::time::now_unix;
 use seckill_core::{token, ActivityKeys, UserId};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn won_then_repeat_then_the_owner_sees_the_order() {
     let gw = TestGateway::start(&[]).await;
     let ledger = ledger_at(&redis_url()).await;
@@ -60,7 +60,7 @@ async fn won_then_repeat_then_the_owner_sees_the_order() {
     assert_eq!(garbage.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quantity_and_channel_body_and_limit_exceeded() {
     let gw = TestGateway::start(&[]).await;
     let ledger = ledger_at(&redis_url()).await;
@@ -110,7 +110,7 @@ async fn quantity_and_channel_body_and_limit_exceeded() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sold_out_and_after_sell_out_no_attempt_reaches_redis() {
     // A Redis of our own: its command counters see only this test.
     let redis = PrivateRedis::start().await;
@@ -153,7 +153,7 @@ async fn sold_out_and_after_sell_out_no_attempt_reaches_redis() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sold_out_flag_travels_to_other_instances_and_clears_on_restock() {
     let ledger = ledger_at(&redis_url()).await;
     let id = open(&ledger, "shared", 1, 1).await;
@@ -198,7 +198,7 @@ async fn sold_out_flag_travels_to_other_instances_and_clears_on_restock() {
     assert_eq!(b.attempt(&id, "second").await.status, StatusCode::ACCEPTED);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_started_ended_closed_and_not_found() {
     let gw = TestGateway::start(&[]).await;
     let ledger = ledger_at(&redis_url()).await;
@@ -254,7 +254,7 @@ async fn not_started_ended_closed_and_not_found() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_json_bad_fields_and_oversized_bodies_are_400() {
     let gw = TestGateway::start(&[]).await;
     let ledger = ledger_at(&redis_url()).await;
@@ -286,7 +286,7 @@ async fn bad_json_bad_fields_and_oversized_bodies_are_400() {
     assert_eq!(ledger.stock_left(&ActivityKeys::new(&id)).await.unwrap(), 5);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_forged_expired_and_malformed_tokens_are_401() {
     let gw = TestGateway::start(&[]).await;
     let ledger = ledger_at(&redis_url()).await;
@@ -312,7 +312,7 @@ async fn missing_forged_expired_and_malformed_tokens_are_401() {
     assert_eq!(ledger.stock_left(&ActivityKeys::new(&id)).await.unwrap(), 5);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_user_rate_limit_answers_429_with_retry_after() {
     let gw = TestGateway::start(&[("SECKILL_RATE_PER_USER", "1")]).await;
     let ledger = ledger_at(&redis_url()).await;
@@ -329,7 +329,7 @@ async fn per_user_rate_limit_answers_429_with_retry_after() {
     assert_eq!(gw.attempt(&id, "calm").await.status, StatusCode::ACCEPTED);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_rate_limit_and_overload_shedding() {
     let ledger = ledger_at(&redis_url()).await;
     let id = open(&ledger, "global", 50, 1).await;
@@ -377,7 +377,7 @@ async fn global_rate_limit_and_overload_shedding() {
     assert!(shed > 0, "nothing was shed");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_over_http_buys_exactly_the_stock() {
     let gw = Arc::new(TestGateway::start(&[]).await);
     let ledger = ledger_at(&redis_url()).await;
@@ -409,7 +409,7 @@ async fn a_crowd_over_http_buys_exactly_the_stock() {
     assert_eq!((audit.stock, audit.reserved, audit.orders), (0, 50, 50));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_view_health_ready_metrics_and_unknown_routes() {
     let gw = TestGateway::start(&[]).await;
     let ledger = ledger_at(&redis_url()).await;
@@ -471,7 +471,7 @@ async fn activity_view_health_ready_metrics_and_unknown_routes() {
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_reports_a_dead_redis_and_attempts_get_503() {
     let redis = PrivateRedis::start().await;
     let gw = TestGateway::start_with(&redis.url, &[]).await;
@@ -480,6 +480,7 @@ async fn readyz_reports_a_dead_redis_and_attempts_get_503() {
     assert_eq!(gw.attempt(&id, "before").await.status, StatusCode::ACCEPTED);
     drop(redis);
     let ready = gw.get("/readyz", None).await;
+    assert_eq!(ready.json["redis"], "unreachable", "{}", ready.text);
     assert_eq!(
         (ready.status, ready.error()),
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -492,7 +493,7 @@ async fn readyz_reports_a_dead_redis_and_attempts_get_503() {
     assert!(r.headers.contains_key("retry-after"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_and_stops_listening() {
     let gw = TestGateway::start(&[]).await;
     let addr = gw.addr;

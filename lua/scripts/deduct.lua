@@ -17,7 +17,7 @@
 -- ARGV[4] channel
 -- ARGV[5] activity id (copied into the order record)
 --
--- Returns {code, order_id, stock_left, status}:
+-- Returns {code, order_id, stock_left, status, record} (record: the order JSON on WON, else ''):
 --   0 WON            order recorded; order_id = ARGV[3]
 --   1 REPEAT         the user's allowance is used up; order_id = their latest order, status = its status
 --   2 SOLD_OUT       not enough stock left
@@ -28,15 +28,15 @@
 --   7 ID_TAKEN       ARGV[3] already names an order: nothing written, retry with a fresh id
 local meta = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'per_user_limit', 'price_cents', 'closed')
 if not meta[1] then
-  return {6, '', 0, ''}
+  return {6, '', 0, '', ''}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if meta[5] == '1' or now >= tonumber(meta[2]) then
-  return {5, '', 0, ''}
+  return {5, '', 0, '', ''}
 end
 if now < tonumber(meta[1]) then
-  return {4, '', 0, ''}
+  return {4, '', 0, '', ''}
 end
 
 local user = ARGV[1]
@@ -47,21 +47,21 @@ if held + qty > limit then
   if held > 0 and held >= limit then
     local previous = redis.call('HGET', KEYS[5], user)
     if not previous then
-      return {1, '', 0, ''}
+      return {1, '', 0, '', ''}
     end
     local record = redis.call('HGET', KEYS[6], previous)
     local status = record and cjson.decode(record).status or ''
-    return {1, previous, 0, status}
+    return {1, previous, 0, status, ''}
   end
-  return {3, '', 0, ''}
+  return {3, '', 0, '', ''}
 end
 
 local stock = tonumber(redis.call('GET', KEYS[2]) or '0')
 if stock < qty then
-  return {2, '', stock, ''}
+  return {2, '', stock, '', ''}
 end
 if redis.call('HEXISTS', KEYS[6], ARGV[3]) == 1 then
-  return {7, '', stock, ''}
+  return {7, '', stock, '', ''}
 end
 stock = redis.call('DECRBY', KEYS[2], qty)
 redis.call('INCRBY', KEYS[3], qty)
@@ -80,4 +80,4 @@ local record = cjson.encode({
 })
 redis.call('HSET', KEYS[6], ARGV[3], record)
 redis.call('ZADD', KEYS[7], now, ARGV[3])
-return {0, ARGV[3], stock, 'queued'}
+return {0, ARGV[3], stock, 'queued', record}

@@ -57,10 +57,11 @@ pub struct Ledger {
 }
 
 /// What one attempt in `deduct.lua` came to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeductOutcome {
+    /// A new order; `record` is exactly what the ledger stored (the order message body).
     Won {
-        order_id: OrderId,
+        record: Box<OrderRecord>,
         stock_left: i64,
     },
     /// The user's allowance was already used; their latest order and its status.
@@ -292,8 +293,8 @@ impl Ledger {
         // An id collision is refused by the script without writing; a fresh id fixes it.
         for _ in 0..3 {
             let order_id = ids.next_id();
-            let (code, returned, stock_left, status): (i64, String, i64, String) = self
-                .eval(
+            let (code, returned, stock_left, status, record): (i64, String, i64, String, String) =
+                self.eval(
                     script,
                     &key_list,
                     (
@@ -307,10 +308,17 @@ impl Ledger {
                 .await?;
             let parse_id = |text: &str| OrderId::parse(text).map_err(|e| contract(script, e));
             return Ok(match code {
-                0 => DeductOutcome::Won {
-                    order_id: parse_id(&returned)?,
-                    stock_left,
-                },
+                0 => {
+                    let record: OrderRecord = serde_json::from_str(&record)
+                        .map_err(|e| contract(script, format!("order record: {e}")))?;
+                    if record.order_id != parse_id(&returned)? {
+                        return Err(contract(script, "record and order id disagree"));
+                    }
+                    DeductOutcome::Won {
+                        record: Box::new(record),
+                        stock_left,
+                    }
+                }
                 1 => DeductOutcome::Repeat {
                     order_id: if returned.is_empty() {
                         None

@@ -105,10 +105,7 @@ async fn deduct_wins_records_the_order_and_its_outbox_entry() {
     let keys = open_activity(&ledger, "win", 3, 1).await;
     let ids = IdGenerator::new(1);
     let alice = user("alice");
-    let DeductOutcome::Won {
-        order_id,
-        stock_left,
-    } = ledger
+    let DeductOutcome::Won { record, stock_left } = ledger
         .deduct(&keys, attempt(&alice, 1), &ids)
         .await
         .unwrap()
@@ -116,6 +113,8 @@ async fn deduct_wins_records_the_order_and_its_outbox_entry() {
         panic!("expected a win")
     };
     assert_eq!(stock_left, 2);
+    let order_id = record.order_id;
+    assert_eq!(record.per_user_limit, 1);
     let order = ledger
         .order_in(&keys, order_id)
         .await
@@ -146,11 +145,12 @@ async fn repeat_limit_sold_out_window_and_unknown() {
         DeductOutcome::LimitExceeded,
         "more than the limit at once"
     );
-    let DeductOutcome::Won { order_id, .. } =
+    let DeductOutcome::Won { record, .. } =
         ledger.deduct(&keys, attempt(&a, 2), &ids).await.unwrap()
     else {
         panic!("a wins both units")
     };
+    let order_id = record.order_id;
     assert_eq!(
         ledger.deduct(&keys, attempt(&a, 1), &ids).await.unwrap(),
         DeductOutcome::Repeat {
@@ -228,8 +228,8 @@ async fn race_of_600_distinct_users_over_100_units_has_exactly_100_winners() {
     let mut sold_out = 0;
     for task in tasks {
         match task.await.unwrap() {
-            DeductOutcome::Won { order_id, .. } => {
-                assert!(winners.insert(order_id), "duplicate order id")
+            DeductOutcome::Won { record, .. } => {
+                assert!(winners.insert(record.order_id), "duplicate order id")
             }
             DeductOutcome::SoldOut { .. } => sold_out += 1,
             other => panic!("unexpected {other:?}"),
@@ -265,7 +265,7 @@ async fn one_user_racing_themself_wins_exactly_once() {
     let mut repeats = Vec::new();
     for task in tasks {
         match task.await.unwrap() {
-            DeductOutcome::Won { order_id, .. } => won.push(order_id),
+            DeductOutcome::Won { record, .. } => won.push(record.order_id),
             DeductOutcome::Repeat { order_id, .. } => repeats.push(order_id),
             other => panic!("unexpected {other:?}"),
         }
@@ -285,18 +285,17 @@ async fn release_returns_stock_once_and_confirm_makes_it_final() {
     let ids = IdGenerator::new(5);
     let keys = open_activity(&ledger, "release", 2, 1).await;
     let (a, b, c) = (user("a"), user("b"), user("c"));
-    let DeductOutcome::Won {
-        order_id: first, ..
-    } = ledger.deduct(&keys, attempt(&a, 1), &ids).await.unwrap()
+    let DeductOutcome::Won { record: first, .. } =
+        ledger.deduct(&keys, attempt(&a, 1), &ids).await.unwrap()
     else {
         panic!()
     };
-    let DeductOutcome::Won {
-        order_id: second, ..
-    } = ledger.deduct(&keys, attempt(&b, 1), &ids).await.unwrap()
+    let DeductOutcome::Won { record: second, .. } =
+        ledger.deduct(&keys, attempt(&b, 1), &ids).await.unwrap()
     else {
         panic!()
     };
+    let (first, second) = (first.order_id, second.order_id);
     assert_eq!(
         ledger.deduct(&keys, attempt(&c, 1), &ids).await.unwrap(),
         DeductOutcome::SoldOut { stock_left: 0 }
@@ -488,14 +487,14 @@ async fn outbox_claim_publish_and_status_mirror() {
     let keys = open_activity(&ledger, "outbox", 5, 1).await;
     let mut won = Vec::new();
     for u in ["o1", "o2", "o3"] {
-        let DeductOutcome::Won { order_id, .. } = ledger
+        let DeductOutcome::Won { record, .. } = ledger
             .deduct(&keys, attempt(&user(u), 1), &ids)
             .await
             .unwrap()
         else {
             panic!()
         };
-        won.push(order_id);
+        won.push(record.order_id);
     }
     // Nothing is old enough yet.
     assert!(ledger
@@ -548,12 +547,7 @@ async fn outbox_claim_publish_and_status_mirror() {
     );
     assert_eq!(
         ledger
-            .set_status(
-                &keys,
-                seckill_core::OrderId(42),
-                PendingPayment,
-                &[Queued]
-            )
+            .set_status(&keys, seckill_core::OrderId(42), PendingPayment, &[Queued])
             .await
             .unwrap(),
         SetStatusOutcome::UnknownOrder

@@ -1,5 +1,7 @@
 //! `seckillctl`: the operators' CLI. All logic lives in `seckill_gateway::ctl`.
 
+#![recursion_limit = "256"]
+
 use std::process::ExitCode;
 
 use clap::Parser;

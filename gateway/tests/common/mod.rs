@@ -16,11 +16,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use seckill_gateway::config::Config;
-use seckill_gateway::{App, Gateway};
 use seckill_core::ledger::LedgerConfig;
 use seckill_core::time::{now_ms, now_unix};
 use seckill_core::{token, ActivityId, Ledger, NewActivity, UserId};
+use seckill_gateway::config::Config;
+use seckill_gateway::{App, Gateway};
 use tokio::sync::oneshot;
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
