@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use seckill_core::process::{init_tracing, shutdown_signal};
 use seckill_gateway::config::Config;
-use seckill_gateway::{init_tracing, shutdown_signal, Gateway};
+use seckill_gateway::Gateway;
 
 /// The seckill HTTP gateway. Configuration comes from SECKILL_* environment variables
 /// (see README), optionally from a TOML file; the environment wins.

@@ -13,7 +13,7 @@
 //! - [`token`]: the bearer token format shared by the gateway and `seckillctl token mint`.
 //! - [`event`]: the pub/sub messages that keep gateway caches in step.
 //! - [`mq`]: RocketMQ runtime, topics and the order message.
-//! - [`time`]: clock and duration helpers.
+//! - [`time`]: clock and duration helpers; [`process`]: logging set-up and shutdown signal.
 
 pub mod activity;
 pub mod error;
@@ -23,6 +23,7 @@ pub mod keys;
 pub mod ledger;
 pub mod mq;
 pub mod order;
+pub mod process;
 pub mod scripts;
 pub mod time;
 pub mod token;

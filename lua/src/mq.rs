@@ -21,6 +21,12 @@ pub const DEFAULT_NAMESRV: &str = "127.0.0.1:9876";
 /// The most messages the gateway puts in one batch send.
 pub const MAX_BATCH: usize = 64;
 
+/// Blocking-lane slots of the client runtime (listeners run there).
+pub const BLOCKING_LANE: usize = 64;
+/// Concurrent consume calls per consumer: well below [`BLOCKING_LANE`] so that each can also
+/// get a slot for its nested local transaction.
+pub const CONSUME_THREADS: u32 = 4;
+
 /// Tags of `seckill_order_event` messages.
 pub const ORDER_CREATED: &str = "ORDER_CREATED";
 
@@ -45,13 +51,23 @@ pub struct MqRuntime {
 impl MqRuntime {
     /// Starts the client runtime. `scope` names its threads.
     pub fn start(scope: &str) -> Result<Self, MqError> {
-        let owner = RuntimeOwner::plan(RuntimeConfig {
+        // The client runs listeners (consume, local transaction, check-back) on its
+        // "metadata I/O" blocking lane, sized from the core count by default: a handful of slots
+        // on this 2-core machine. A consume call holds a slot while its transactional send needs
+        // another for the local transaction, so a small lane deadlocks under a backlog. Give the
+        // lane room; consumers cap their own concurrency well below it (see CONSUME_THREADS).
+        let mut config = RuntimeConfig {
             thread_name: format!("rocketmq-{scope}"),
             ..Default::default()
-        })
-        .map_err(|e| MqError(format!("runtime plan: {e}")))?
-        .build()
-        .map_err(|e| MqError(format!("runtime: {e}")))?;
+        }
+        .with_max_blocking_threads(BLOCKING_LANE)
+        .map_err(|e| MqError(format!("runtime config: {e}")))?;
+        config.blocking_lane_policies.metadata_io.max_concurrency = BLOCKING_LANE;
+        config.blocking_lane_policies.metadata_io.max_queue_depth = 4 * BLOCKING_LANE;
+        let owner = RuntimeOwner::plan(config)
+            .map_err(|e| MqError(format!("runtime plan: {e}")))?
+            .build()
+            .map_err(|e| MqError(format!("runtime: {e}")))?;
         // Our own tracing subscriber stays in charge of logs: the client's logging is off.
         let mut telemetry_config = rocketmq_observability::TelemetryBootstrapConfig::default();
         telemetry_config.logging.enabled = false;

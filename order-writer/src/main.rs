@@ -1,12 +1,44 @@
-//! `seckill-order-writer`: will consume `seckill_order` from RocketMQ and persist each order to
-//! PostgreSQL with a transactional message (see DESIGN.md §4). Not built yet: the gateway keeps
-//! every won order in the ledger's outbox (`sk:{A}:outbox`) until the writer exists, so nothing
-//! is lost meanwhile.
+//! `seckill-order-writer`: read the configuration, start tracing, persist orders until
+//! SIGTERM/Ctrl-C.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "seckill-order-writer: not implemented yet; won orders stay in the ledger outbox \
-         (see `seckillctl verify`)"
-    );
-    std::process::ExitCode::from(2)
+use std::process::ExitCode;
+
+use seckill_core::process::{init_tracing, shutdown_signal};
+use seckill_order_writer::config::WriterConfig;
+use seckill_order_writer::Writer;
+
+fn main() -> ExitCode {
+    let config = match WriterConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("seckill-order-writer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("seckill-order-writer: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match Writer::start(&config).await {
+            Ok(writer) => {
+                shutdown_signal().await;
+                tracing::info!("shutting down: finishing in-flight batches");
+                writer.shutdown().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("seckill-order-writer: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

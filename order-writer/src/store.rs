@@ -32,7 +32,15 @@ impl StoreError {
         match self {
             StoreError::Config(_) => false,
             StoreError::Pool(_) => true,
-            StoreError::Db(e) => e.is_closed() || e.code().is_none() || e.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("40") || c.code().starts_with("57")),
+            StoreError::Db(e) => {
+                e.is_closed()
+                    || e.code().is_none()
+                    || e.code().is_some_and(|c| {
+                        c.code().starts_with("08")
+                            || c.code().starts_with("40")
+                            || c.code().starts_with("57")
+                    })
+            }
         }
     }
 }
@@ -74,7 +82,7 @@ impl Store {
             .map_err(|e| StoreError::Config(e.to_string()))?;
         let store = Store { pool };
         // Fail now, with a clear message, rather than at the first order.
-        store.pool.get().await?;
+        drop(store.pool.get().await?);
         Ok(store)
     }
 
@@ -83,7 +91,8 @@ impl Store {
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock(7385001)", &[]).await?;
+        tx.execute("SELECT pg_advisory_xact_lock(7385001)", &[])
+            .await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version INTEGER PRIMARY KEY,
@@ -102,8 +111,11 @@ impl Store {
                 continue;
             }
             tx.batch_execute(sql).await?;
-            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
-                .await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[version],
+            )
+            .await?;
             count += 1;
         }
         tx.commit().await?;
@@ -112,7 +124,11 @@ impl Store {
 
     /// Inserts orders (and one item each) in ONE transaction, skipping those already there.
     /// Returns the ids inserted now.
-    pub async fn insert_orders(&self, orders: &[OrderRecord], status: OrderStatus) -> Result<Vec<OrderId>, StoreError> {
+    pub async fn insert_orders(
+        &self,
+        orders: &[OrderRecord],
+        status: OrderStatus,
+    ) -> Result<Vec<OrderId>, StoreError> {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
@@ -122,7 +138,10 @@ impl Store {
         let quantities: Vec<i32> = orders.iter().map(|o| o.quantity as i32).collect();
         let amounts: Vec<i64> = orders.iter().map(|o| o.amount_cents).collect();
         let channels: Vec<&str> = orders.iter().map(|o| o.channel.as_str()).collect();
-        let created: Vec<f64> = orders.iter().map(|o| o.created_at as f64 / 1000.0).collect();
+        let created: Vec<f64> = orders
+            .iter()
+            .map(|o| o.created_at as f64 / 1000.0)
+            .collect();
         let limits: Vec<i32> = orders.iter().map(|o| o.per_user_limit as i32).collect();
         let unit_prices: Vec<i64> = orders
             .iter()
@@ -164,13 +183,22 @@ impl Store {
         let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
         let client = self.pool.get().await?;
         let rows = client
-            .query("SELECT order_id FROM orders WHERE order_id = ANY($1)", &[&ids])
+            .query(
+                "SELECT order_id FROM orders WHERE order_id = ANY($1)",
+                &[&ids],
+            )
             .await?;
-        Ok(rows.iter().map(|row| OrderId(row.get::<_, i64>(0) as u64)).collect())
+        Ok(rows
+            .iter()
+            .map(|row| OrderId(row.get::<_, i64>(0) as u64))
+            .collect())
     }
 
     /// Every persisted order of one activity, with its item count.
-    pub async fn activity_orders(&self, activity: &str) -> Result<HashMap<OrderId, StoredOrder>, StoreError> {
+    pub async fn activity_orders(
+        &self,
+        activity: &str,
+    ) -> Result<HashMap<OrderId, StoredOrder>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(

@@ -1,0 +1,72 @@
+//! Writer configuration from `SECKILL_*` environment variables, validated at start.
+
+use std::net::SocketAddr;
+
+use crate::store::DEFAULT_DATABASE_URL;
+
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    /// `SECKILL_ROCKETMQ_NAMESRV`, default `127.0.0.1:9876`.
+    pub rocketmq_namesrv: String,
+    /// `SECKILL_DATABASE_URL`, default the local stack's database.
+    pub database_url: String,
+    /// `SECKILL_REDIS_URL`, default `redis://127.0.0.1:6379` (status mirror).
+    pub redis_url: String,
+    /// `SECKILL_WRITER_GROUP`: the consumer group; writers of one group share the work.
+    pub consumer_group: String,
+    /// `SECKILL_DB_POOL`: database connections.
+    pub db_pool: usize,
+    /// `SECKILL_LOG_JSON`.
+    pub log_json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl WriterConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let rocketmq_namesrv = env("SECKILL_ROCKETMQ_NAMESRV")
+            .unwrap_or_else(|| seckill_core::mq::DEFAULT_NAMESRV.to_owned());
+        if rocketmq_namesrv.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "SECKILL_ROCKETMQ_NAMESRV={rocketmq_namesrv:?} is not an address like 127.0.0.1:9876"
+            )));
+        }
+        let database_url =
+            env("SECKILL_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
+            return Err(ConfigError(format!(
+                "SECKILL_DATABASE_URL must be a postgres:// URL, got {database_url:?}"
+            )));
+        }
+        let redis_url =
+            env("SECKILL_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+        let db_pool = match env("SECKILL_DB_POOL") {
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ConfigError(format!("SECKILL_DB_POOL={raw:?} must be a positive number"))
+                })?,
+            None => 16,
+        };
+        Ok(WriterConfig {
+            rocketmq_namesrv,
+            database_url,
+            redis_url,
+            consumer_group: env("SECKILL_WRITER_GROUP")
+                .unwrap_or_else(|| "seckill_order_writer".to_owned()),
+            db_pool,
+            log_json: matches!(
+                env("SECKILL_LOG_JSON").as_deref(),
+                Some("1" | "true" | "yes")
+            ),
+        })
+    }
+}

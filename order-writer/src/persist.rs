@@ -1,0 +1,160 @@
+//! Persisting orders with a RocketMQ transactional message.
+//!
+//! For a batch of orders the writer sends a half message `ORDER_CREATED` on
+//! `seckill_order_event`; its local transaction inserts the orders (and their items) in ONE
+//! database transaction. The broker makes the event visible only if that transaction committed.
+//! If the outcome is unclear (the database failed mid-way), the answer is `Unknown` and the
+//! broker's check-back asks [`LocalTransaction::check_local_transaction`], which answers from
+//! the database: every order of the event present → commit, otherwise → roll back.
+//!
+//! Both listener methods are synchronous and run on the client's blocking threads; they reach
+//! the async store through a captured runtime handle, never blocking a runtime worker.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use rocketmq_client_rust::{LocalTransactionState, TransactionListener, TransactionMQProducer};
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::common::message::MessageTrait;
+use seckill_core::mq::{MqError, MqRuntime, ORDER_CREATED, ORDER_EVENT_TOPIC};
+use seckill_core::{OrderId, OrderRecord, OrderStatus};
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+
+use crate::store::Store;
+
+/// The body of an `ORDER_CREATED` event: the orders as persisted.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OrderEvent {
+    pub event: String,
+    pub orders: Vec<OrderRecord>,
+}
+
+/// The local transaction of `ORDER_CREATED`, and its check-back.
+pub struct LocalTransaction {
+    store: Store,
+    handle: Handle,
+}
+
+impl LocalTransaction {
+    pub fn new(store: Store, handle: Handle) -> Self {
+        LocalTransaction { store, handle }
+    }
+
+    /// The decision for an event whose local transaction may or may not have committed.
+    pub fn check(&self, body: &[u8]) -> LocalTransactionState {
+        let Ok(event) = serde_json::from_slice::<OrderEvent>(body) else {
+            tracing::error!("check-back: undecodable ORDER_CREATED body; rolling back");
+            return LocalTransactionState::RollbackMessage;
+        };
+        let ids: Vec<OrderId> = event.orders.iter().map(|o| o.order_id).collect();
+        match self.handle.block_on(self.store.existing(&ids)) {
+            Ok(found) if found.len() == ids.len() => LocalTransactionState::CommitMessage,
+            Ok(found) => {
+                tracing::warn!(
+                    orders = ids.len(),
+                    found = found.len(),
+                    "check-back: orders missing; rolling back"
+                );
+                LocalTransactionState::RollbackMessage
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "check-back: database unreachable; asking again later");
+                LocalTransactionState::Unknown
+            }
+        }
+    }
+}
+
+impl TransactionListener for LocalTransaction {
+    fn execute_local_transaction(
+        &self,
+        msg: &dyn MessageTrait,
+        arg: Option<&(dyn Any + Send + Sync)>,
+    ) -> LocalTransactionState {
+        let Some(orders) = arg.and_then(|a| a.downcast_ref::<Vec<OrderRecord>>()) else {
+            // Only `Persister::persist` sends these; without its argument, decide from the body.
+            return self.check(msg.get_body().map(|b| b.as_ref()).unwrap_or_default());
+        };
+        match self.handle.block_on(
+            self.store
+                .insert_orders(orders, OrderStatus::PendingPayment),
+        ) {
+            Ok(inserted) => {
+                tracing::debug!(
+                    orders = orders.len(),
+                    inserted = inserted.len(),
+                    "orders committed"
+                );
+                LocalTransactionState::CommitMessage
+            }
+            Err(e) => {
+                // The commit may or may not have happened: let the check-back read the truth.
+                tracing::warn!(error = %e, orders = orders.len(), "order insert failed");
+                LocalTransactionState::Unknown
+            }
+        }
+    }
+
+    fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
+        self.check(msg.get_body().map(|b| b.as_ref()).unwrap_or_default())
+    }
+}
+
+/// Sends `ORDER_CREATED` transactional messages.
+pub struct Persister {
+    producer: TransactionMQProducer,
+}
+
+impl Persister {
+    pub async fn start(runtime: &MqRuntime, namesrv: &str, store: Store) -> Result<Self, MqError> {
+        let mut producer = TransactionMQProducer::builder(runtime.client_runtime())
+            .producer_group("seckill_order_writer_tx")
+            .name_server_addr(namesrv.to_owned())
+            .topics(vec![ORDER_EVENT_TOPIC])
+            .send_msg_timeout(3_000)
+            .transaction_listener(LocalTransaction::new(store, Handle::current()))
+            .build();
+        producer.start().await?;
+        Ok(Persister { producer })
+    }
+
+    /// Persists `orders` in one database transaction bound to one `ORDER_CREATED` event.
+    /// Ok only when the transaction committed.
+    pub async fn persist(&self, orders: Vec<OrderRecord>) -> Result<(), MqError> {
+        let persisted: Vec<OrderRecord> = orders
+            .into_iter()
+            .map(|o| OrderRecord {
+                status: OrderStatus::PendingPayment,
+                ..o
+            })
+            .collect();
+        let body = serde_json::to_vec(&OrderEvent {
+            event: ORDER_CREATED.to_owned(),
+            orders: persisted.clone(),
+        })
+        .map_err(|e| MqError(e.to_string()))?;
+        let message = Message::builder()
+            .topic(ORDER_EVENT_TOPIC)
+            .tags(ORDER_CREATED)
+            .keys(persisted.iter().map(|o| o.order_id.to_string()).collect())
+            .body_slice(&body)
+            .build_unchecked();
+        let result = self
+            .producer
+            .send_message_in_transaction(message, Some(persisted))
+            .await?;
+        match result.local_transaction_state {
+            Some(LocalTransactionState::CommitMessage) => Ok(()),
+            other => Err(MqError(format!("local transaction ended as {other:?}"))),
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        self.producer.shutdown().await;
+    }
+}
+
+/// Shared handle on the persister (the consume listener holds one).
+pub type SharedPersister = Arc<Persister>;
