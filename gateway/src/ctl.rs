@@ -19,6 +19,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::query::rfc3339;
+use seckill_core::{OrderId, OrderRecord};
+use seckill_order_writer::store::{Store, StoredOrder};
+use std::collections::HashMap;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,6 +38,12 @@ pub struct Cli {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+    /// PostgreSQL holding the persisted orders (verify, reconcile).
+    #[arg(long, global = true, env = "SECKILL_DATABASE_URL", default_value = seckill_order_writer::store::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// RocketMQ name server (reconcile).
+    #[arg(long, global = true, env = "SECKILL_ROCKETMQ_NAMESRV", default_value = seckill_core::mq::DEFAULT_NAMESRV)]
+    pub rocketmq_namesrv: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,8 +56,18 @@ pub enum Command {
     /// Mint user bearer tokens (needs SECKILL_AUTH_SECRET).
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Check an activity's ledger: stock + reserved + sold = total, no buyer over the limit.
+    /// Check an activity: the ledger balances, no buyer over the limit, and the ledger and the
+    /// database agree (every won order is a row with its item, no row without a ledger order).
     Verify {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        /// Skip the database comparison (ledger checks only).
+        #[arg(long)]
+        ledger_only: bool,
+    },
+    /// Republish the activity's ledger orders that are missing from the database.
+    Reconcile {
         id: String,
         #[arg(long)]
         json: bool,
@@ -173,9 +192,26 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CtlError> {
             activity(&ledger, command).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { id, json } => {
+        Command::Verify {
+            id,
+            json,
+            ledger_only,
+        } => {
+            let id = parse_id(&id)?;
             let ledger = connect(&cli.redis_url).await?;
-            verify(&ledger, &parse_id(&id)?, json).await
+            let store = if ledger_only {
+                None
+            } else {
+                Some(connect_store(&cli.database_url).await?)
+            };
+            verify(&ledger, store.as_ref(), &id, json).await
+        }
+        Command::Reconcile { id, json } => {
+            let id = parse_id(&id)?;
+            let ledger = connect(&cli.redis_url).await?;
+            let store = connect_store(&cli.database_url).await?;
+            reconcile(&ledger, &store, &cli.rocketmq_namesrv, &id, json).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -186,6 +222,24 @@ async fn connect(url: &str) -> Result<Ledger, CtlError> {
     Ledger::connect(&config)
         .await
         .map_err(|e| CtlError(format!("cannot reach Redis at {url}: {e}")))
+}
+
+async fn connect_store(url: &str) -> Result<Store, CtlError> {
+    Store::connect(url, 2)
+        .await
+        .map_err(|e| CtlError(format!("cannot reach the database at {}: {e}", redact(url))))
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn parse_id(id: &str) -> Result<ActivityId, CtlError> {
@@ -524,6 +578,9 @@ struct VerifyReport {
     released: i64,
     /// Orders not yet confirmed published to the order queue.
     outbox: i64,
+    /// Rows in the database for this activity (absent with --ledger-only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_rows: Option<usize>,
 }
 
 fn checks(audit: &Audit) -> Vec<Check> {
@@ -582,11 +639,24 @@ fn checks(audit: &Audit) -> Vec<Check> {
     ]
 }
 
-async fn verify(ledger: &Ledger, id: &ActivityId, json: bool) -> Result<ExitCode, CtlError> {
-    let Some(audit) = ledger.audit(&ActivityKeys::new(id)).await? else {
+async fn verify(
+    ledger: &Ledger,
+    store: Option<&Store>,
+    id: &ActivityId,
+    json: bool,
+) -> Result<ExitCode, CtlError> {
+    let keys = ActivityKeys::new(id);
+    let Some(audit) = ledger.audit(&keys).await? else {
         return fail(format!("unknown activity {id}"));
     };
-    let checks = checks(&audit);
+    let mut checks = checks(&audit);
+    let mut database_rows = None;
+    if let Some(store) = store {
+        let orders = ledger.orders(&keys).await?;
+        let rows = store.activity_orders(id.as_str()).await?;
+        database_rows = Some(rows.len());
+        checks.extend(database_checks(&orders, &rows, audit.outbox));
+    }
     let report = VerifyReport {
         activity: id.to_string(),
         ok: checks.iter().all(|c| c.ok),
@@ -599,6 +669,7 @@ async fn verify(ledger: &Ledger, id: &ActivityId, json: bool) -> Result<ExitCode
         orders: audit.orders,
         released: audit.released,
         outbox: audit.outbox,
+        database_rows,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -606,22 +677,22 @@ async fn verify(ledger: &Ledger, id: &ActivityId, json: bool) -> Result<ExitCode
         println!("verify {id}");
         for check in &report.checks {
             println!(
-                "  {} {:<20} {}",
+                "  {} {:<22} {}",
                 if check.ok { "ok  " } else { "FAIL" },
                 check.name,
                 check.detail
             );
         }
         println!(
-            "  info {:<20} {} orders, {} buyers, {} released, {} not yet published",
+            "  info {:<22} {} orders, {} buyers, {} released, {} not yet published",
             "counts", report.orders, report.buyers, report.released, report.outbox
         );
         println!(
             "{}",
-            if report.ok {
-                "ledger OK"
-            } else {
-                "LEDGER VIOLATION"
+            match (report.ok, store.is_some()) {
+                (true, true) => "ledger OK, database agrees",
+                (true, false) => "ledger OK (database not compared)",
+                (false, _) => "LEDGER VIOLATION",
             }
         );
     }
@@ -683,6 +754,168 @@ fn mint(
             use std::io::Write;
             std::io::stdout().write_all(text.as_bytes())?;
         }
+    }
+    Ok(())
+}
+
+/// Ledger vs database: every won order is a row with its item, no row without a ledger order,
+/// statuses mirrored.
+fn database_checks(
+    orders: &[OrderRecord],
+    rows: &HashMap<OrderId, StoredOrder>,
+    outbox: i64,
+) -> Vec<Check> {
+    let sample = |ids: &[OrderId]| {
+        let shown: Vec<String> = ids.iter().take(5).map(|id| id.to_string()).collect();
+        let more = if ids.len() > 5 { ", …" } else { "" };
+        format!("{}{more}", shown.join(", "))
+    };
+    let in_ledger: HashMap<OrderId, &OrderRecord> =
+        orders.iter().map(|o| (o.order_id, o)).collect();
+    let missing: Vec<OrderId> = orders
+        .iter()
+        .filter(|o| !rows.contains_key(&o.order_id))
+        .map(|o| o.order_id)
+        .collect();
+    let orphans: Vec<OrderId> = rows
+        .keys()
+        .filter(|id| !in_ledger.contains_key(id))
+        .copied()
+        .collect();
+    let mismatched: Vec<OrderId> = rows
+        .values()
+        .filter(|row| {
+            in_ledger.get(&row.order_id).is_some_and(|o| {
+                o.status.as_str() != row.status
+                    || o.user_id != row.user_id
+                    || o.quantity as i32 != row.quantity
+            })
+        })
+        .map(|row| row.order_id)
+        .collect();
+    let itemless: Vec<OrderId> = rows
+        .values()
+        .filter(|row| row.items != 1)
+        .map(|row| row.order_id)
+        .collect();
+    vec![
+        Check {
+            name: "every_order_persisted",
+            ok: missing.is_empty(),
+            detail: if missing.is_empty() {
+                format!("{} ledger orders, all in the database", orders.len())
+            } else {
+                format!(
+                    "{} of {} ledger orders have no row ({} still in the outbox): {}",
+                    missing.len(),
+                    orders.len(),
+                    outbox,
+                    sample(&missing)
+                )
+            },
+        },
+        Check {
+            name: "no_orphan_rows",
+            ok: orphans.is_empty(),
+            detail: if orphans.is_empty() {
+                format!("{} rows, each a ledger order", rows.len())
+            } else {
+                format!(
+                    "{} rows without a ledger order: {}",
+                    orphans.len(),
+                    sample(&orphans)
+                )
+            },
+        },
+        Check {
+            name: "rows_match_ledger",
+            ok: mismatched.is_empty() && itemless.is_empty(),
+            detail: if mismatched.is_empty() && itemless.is_empty() {
+                "user, quantity and status agree; one item each".to_owned()
+            } else {
+                format!(
+                    "{} rows differ from the ledger ({}), {} rows without exactly one item ({})",
+                    mismatched.len(),
+                    sample(&mismatched),
+                    itemless.len(),
+                    sample(&itemless)
+                )
+            },
+        },
+    ]
+}
+
+#[derive(Debug, Serialize)]
+struct ReconcileReport {
+    activity: String,
+    ledger_orders: usize,
+    missing: usize,
+    republished: usize,
+}
+
+/// Republishes ledger orders with no database row; the writer persists them idempotently.
+async fn reconcile(
+    ledger: &Ledger,
+    store: &Store,
+    namesrv: &str,
+    id: &ActivityId,
+    json: bool,
+) -> Result<(), CtlError> {
+    let keys = ActivityKeys::new(id);
+    if ledger.meta(id).await?.is_none() {
+        return fail(format!("unknown activity {id}"));
+    }
+    let orders = ledger.orders(&keys).await?;
+    let rows = store.activity_orders(id.as_str()).await?;
+    let missing: Vec<OrderRecord> = orders
+        .iter()
+        .filter(|o| !rows.contains_key(&o.order_id))
+        .cloned()
+        .collect();
+    let mut republished = 0;
+    if !missing.is_empty() {
+        let runtime = seckill_core::mq::MqRuntime::start("seckillctl")?;
+        let mut producer =
+            rocketmq_client_rust::DefaultMQProducer::builder(runtime.client_runtime())
+                .producer_group("seckillctl_reconcile")
+                .name_server_addr(namesrv.to_owned())
+                .build();
+        producer.start().await.map_err(|e| {
+            CtlError(format!(
+                "cannot start a RocketMQ producer on {namesrv}: {e}"
+            ))
+        })?;
+        let bar = indicatif::ProgressBar::new(missing.len() as u64);
+        for chunk in missing.chunks(seckill_core::mq::MAX_BATCH) {
+            let messages: Vec<_> = chunk.iter().map(seckill_core::mq::order_message).collect();
+            if let Err(e) = producer.send_batch_with_timeout(messages, 5_000).await {
+                bar.abandon();
+                producer.shutdown().await;
+                return fail(format!(
+                    "republished {republished} of {} missing orders, then the broker failed: {e}",
+                    missing.len()
+                ));
+            }
+            republished += chunk.len();
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        producer.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), runtime.shutdown()).await;
+    }
+    let report = ReconcileReport {
+        activity: id.to_string(),
+        ledger_orders: orders.len(),
+        missing: missing.len(),
+        republished,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "reconcile {id}: {} ledger orders, {} missing from the database, {} republished",
+            report.ledger_orders, report.missing, report.republished
+        );
     }
     Ok(())
 }
