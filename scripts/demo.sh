@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seckill-target}"
 STATE="${SECKILL_STATE:-$HOME/.cache/seckill}"
 mkdir -p "$STATE/logs"
 
-scripts/services.sh redis rocketmq
+scripts/services.sh redis postgres rocketmq
 command -v curl >/dev/null || { echo "[demo] installing curl" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
 echo "[demo] building release binaries" >&2
 cargo build --release --locked -p seckill-gateway

@@ -6,11 +6,13 @@ cd "$(dirname "$0")/.."
 # A build cache outside the clone: a fresh clone reuses earlier builds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seckill-target}"
 
-scripts/services.sh redis rocketmq
+scripts/services.sh redis postgres rocketmq
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (binaries the tests run: seckillctl, seckill-order-writer)"
+cargo build --workspace --bins --locked
 echo "== cargo test"
 cargo test --workspace --locked

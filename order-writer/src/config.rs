@@ -14,10 +14,23 @@ pub struct WriterConfig {
     pub redis_url: String,
     /// `SECKILL_WRITER_GROUP`: the consumer group; writers of one group share the work.
     pub consumer_group: String,
+    /// `SECKILL_WRITER_START_AT`: where a NEW consumer group starts (`earliest`, the default, or
+    /// an RFC 3339 time). A group that already consumed resumes where it stopped either way.
+    pub start_at: StartAt,
     /// `SECKILL_DB_POOL`: database connections.
     pub db_pool: usize,
     /// `SECKILL_LOG_JSON`.
     pub log_json: bool,
+}
+
+/// Where a new consumer group starts reading `seckill_order`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// From the first message the broker holds: a new writer group never skips an order that
+    /// was published before it first started (persisting is idempotent, so replays are safe).
+    Earliest,
+    /// From this Unix time in milliseconds (tests: a fresh group that ignores older traffic).
+    UnixMs(i64),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +69,24 @@ impl WriterConfig {
                 })?,
             None => 16,
         };
+        let start_at = match env("SECKILL_WRITER_START_AT") {
+            None => StartAt::Earliest,
+            Some(raw) if raw == "earliest" => StartAt::Earliest,
+            Some(raw) => {
+                let at = time::OffsetDateTime::parse(
+                    &raw,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|_| {
+                    ConfigError(format!(
+                        "SECKILL_WRITER_START_AT={raw:?} must be `earliest` or an RFC 3339 time"
+                    ))
+                })?;
+                StartAt::UnixMs((at.unix_timestamp_nanos() / 1_000_000) as i64)
+            }
+        };
         Ok(WriterConfig {
+            start_at,
             rocketmq_namesrv,
             database_url,
             redis_url,

@@ -27,10 +27,11 @@ use seckill_core::ledger::LedgerConfig;
 use seckill_core::mq::{MqError, MqRuntime, CONSUME_THREADS, ORDER_TOPIC};
 use seckill_core::{Ledger, LedgerError};
 
-use crate::config::WriterConfig;
+use crate::config::{StartAt, WriterConfig};
 use crate::consume::OrderListener;
 use crate::persist::Persister;
 use crate::store::{Store, StoreError};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 
 /// Orders handed to the listener at once (one transaction, one event).
 pub const CONSUME_BATCH: u32 = 32;
@@ -43,6 +44,22 @@ pub enum StartError {
     Ledger(#[from] LedgerError),
     #[error("cannot start RocketMQ clients: {0}")]
     Mq(#[from] MqError),
+}
+
+/// The client's `yyyyMMddHHmmss` form of a time (UTC, as this stack runs in UTC; one minute
+/// earlier to absorb any skew: replays are harmless).
+fn consume_timestamp(unix_ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp(unix_ms / 1000 - 60)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
 }
 
 pub struct Writer {
@@ -63,7 +80,16 @@ impl Writer {
         let mq = MqRuntime::start("writer")?;
         let persister = Arc::new(Persister::start(&mq, &config.rocketmq_namesrv, store).await?);
         let stopping = Arc::new(AtomicBool::new(false));
-        let mut consumer = DefaultMQPushConsumer::builder(mq.client_runtime())
+        let mut builder = DefaultMQPushConsumer::builder(mq.client_runtime());
+        builder = match config.start_at {
+            StartAt::Earliest => {
+                builder.consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            }
+            StartAt::UnixMs(ms) => builder
+                .consume_from_where(ConsumeFromWhere::ConsumeFromTimestamp)
+                .consume_timestamp(consume_timestamp(ms)),
+        };
+        let mut consumer = builder
             .consumer_group(config.consumer_group.clone())
             .name_server_addr(config.rocketmq_namesrv.clone())
             .consume_message_batch_max_size(CONSUME_BATCH)

@@ -1,0 +1,400 @@
+//! Won orders reach PostgreSQL through RocketMQ, and none is ever lost: real Redis, RocketMQ
+//! and PostgreSQL; each test has its own database, consumer group and activity ids.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::stack::*;
+use common::*;
+use http::StatusCode;
+use rocketmq_client_rust::LocalTransactionState;
+use seckill_core::mq::{self, MqRuntime, DEFAULT_NAMESRV, ORDER_CREATED};
+use seckill_core::{ActivityKeys, OrderStatus};
+use seckill_order_writer::consume::persist_and_mirror;
+use seckill_order_writer::persist::{LocalTransaction, OrderEvent, Persister};
+use seckill_order_writer::store::Store;
+
+/// Generous bound for a fresh consumer group to rebalance (~20 s here) and drain.
+const DRAIN: Duration = Duration::from_secs(90);
+
+fn seckillctl(args: &[&str], database_url: &str, namesrv: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_seckillctl"))
+        .args(args)
+        .env("SECKILL_REDIS_URL", redis_url())
+        .env("SECKILL_DATABASE_URL", database_url)
+        .env("SECKILL_ROCKETMQ_NAMESRV", namesrv)
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_verified(output: &std::process::Output) {
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "verify failed:\n{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("database agrees"), "{text}");
+}
+
+/// Buys with `users` distinct users at once; returns the order ids of the 202s.
+async fn crowd(
+    gw: &Arc<TestGateway>,
+    activity: &seckill_core::ActivityId,
+    prefix: &str,
+    users: usize,
+) -> Vec<String> {
+    let tasks: Vec<_> = (0..users)
+        .map(|i| {
+            let (gw, activity, user) = (gw.clone(), activity.clone(), format!("{prefix}{i}"));
+            tokio::spawn(async move { gw.attempt(&activity, &user).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        if reply.status == StatusCode::ACCEPTED {
+            won.push(reply.json["order_id"].as_str().unwrap().to_owned());
+        }
+    }
+    won
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
+    let database = fresh_database().await;
+    let writer = start_writer(&database, DEFAULT_NAMESRV).await;
+    let gw = Arc::new(TestGateway::start(&[]).await);
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "e2e", 40, 1).await;
+
+    let won = crowd(&gw, &activity, "buyer", 150).await;
+    assert_eq!(won.len(), 40, "exactly the stock wins");
+
+    let store = Store::connect(&database, 2).await.unwrap();
+    assert_eq!(
+        wait_for_rows(&store, activity.as_str(), 40, DRAIN).await,
+        40
+    );
+    let rows = store.activity_orders(activity.as_str()).await.unwrap();
+    let ids: HashSet<String> = rows.keys().map(|id| id.to_string()).collect();
+    assert_eq!(
+        ids,
+        won.iter().cloned().collect::<HashSet<_>>(),
+        "the rows are exactly the winners"
+    );
+    assert!(rows
+        .values()
+        .all(|row| row.items == 1 && row.status == "pending_payment"));
+
+    // The status is mirrored into the ledger, so polling never touches PostgreSQL.
+    let keys = ActivityKeys::new(&activity);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let orders = ledger.orders(&keys).await.unwrap();
+        if orders
+            .iter()
+            .all(|o| o.status == OrderStatus::PendingPayment)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status not mirrored"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first = gw.get(&format!("/v1/orders/{}", won[0]), None).await;
+    assert_eq!(first.status, StatusCode::UNAUTHORIZED);
+    let owner = rows
+        .values()
+        .find(|r| r.order_id.to_string() == won[0])
+        .unwrap()
+        .user_id
+        .clone();
+    let view = gw
+        .get(&format!("/v1/orders/{}", won[0]), Some(&token_for(&owner)))
+        .await;
+    assert_eq!(view.json["status"], "pending_payment", "{}", view.text);
+
+    assert_verified(&seckillctl(
+        &["verify", activity.as_str()],
+        &database,
+        DEFAULT_NAMESRV,
+    ));
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_reads_the_database() {
+    let database = fresh_database().await;
+    let store = Store::connect(&database, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "dup", 10, 1).await;
+    let keys = ActivityKeys::new(&activity);
+    let ids = seckill_core::id::IdGenerator::new(77);
+    let mut orders = Vec::new();
+    for user in ["d1", "d2", "d3"] {
+        let user = seckill_core::UserId::parse(user).unwrap();
+        let outcome = ledger
+            .deduct(
+                &keys,
+                seckill_core::ledger::Attempt {
+                    user: &user,
+                    quantity: 1,
+                    channel: "app",
+                },
+                &ids,
+            )
+            .await
+            .unwrap();
+        let seckill_core::ledger::DeductOutcome::Won { record, .. } = outcome else {
+            panic!()
+        };
+        orders.push(*record);
+    }
+
+    // The same batch persisted three times through the real transactional path: one row each.
+    let runtime = MqRuntime::start("test-dup").unwrap();
+    let persister = Persister::start(&runtime, DEFAULT_NAMESRV, store.clone())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        persist_and_mirror(&persister, &ledger, orders.clone())
+            .await
+            .unwrap();
+    }
+    // A batch that repeats an order inside itself, too.
+    persist_and_mirror(
+        &persister,
+        &ledger,
+        vec![orders[0].clone(), orders[0].clone()],
+    )
+    .await
+    .unwrap();
+    let rows = store.activity_orders(activity.as_str()).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.values().all(|r| r.items == 1));
+    assert!(store
+        .insert_orders(&orders, OrderStatus::PendingPayment)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Check-back: committed orders commit, absent ones roll back.
+    let check = LocalTransaction::new(store.clone(), tokio::runtime::Handle::current());
+    let event = |orders: Vec<seckill_core::OrderRecord>| {
+        serde_json::to_vec(&OrderEvent {
+            event: ORDER_CREATED.to_owned(),
+            orders,
+        })
+        .unwrap()
+    };
+    let present = event(orders.clone());
+    let mut ghost = orders[0].clone();
+    ghost.order_id = seckill_core::OrderId(ghost.order_id.0 + 1_000_000);
+    let absent = event(vec![ghost]);
+    let (committed, rolled_back) =
+        tokio::task::spawn_blocking(move || (check.check(&present), check.check(&absent)))
+            .await
+            .unwrap();
+    assert_eq!(committed, LocalTransactionState::CommitMessage);
+    assert_eq!(rolled_back, LocalTransactionState::RollbackMessage);
+    assert_verified(&seckillctl(
+        &["verify", activity.as_str()],
+        &database,
+        DEFAULT_NAMESRV,
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_once() {
+    let database = fresh_database().await;
+    let config = writer_config(&database, DEFAULT_NAMESRV);
+    let start_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let writer = WriterProcess::spawn(&config, &start_at);
+    let gw = Arc::new(TestGateway::start(&[]).await);
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "kill", 400, 1).await;
+    let store = Store::connect(&database, 2).await.unwrap();
+
+    // A stream of orders: waves of buyers while the writer works.
+    let mut won = Vec::new();
+    for wave in 0..4 {
+        won.extend(crowd(&gw, &activity, &format!("k{wave}x"), 50).await);
+    }
+    // Kill it in the middle of the stream (once it has started persisting, if it has yet).
+    wait_for_rows(&store, activity.as_str(), 1, DRAIN).await;
+    writer.kill();
+    for wave in 4..8 {
+        won.extend(crowd(&gw, &activity, &format!("k{wave}x"), 50).await);
+    }
+    assert_eq!(won.len(), 400);
+    let before_restart = store
+        .activity_orders(activity.as_str())
+        .await
+        .unwrap()
+        .len();
+    assert!(
+        before_restart < 400,
+        "the writer was killed before it could persist everything"
+    );
+
+    let _writer = WriterProcess::spawn(&config, &start_at);
+    assert_eq!(
+        wait_for_rows(&store, activity.as_str(), 400, DRAIN).await,
+        400
+    );
+    let rows = store.activity_orders(activity.as_str()).await.unwrap();
+    let ids: HashSet<String> = rows.keys().map(|id| id.to_string()).collect();
+    assert_eq!(ids.len(), 400);
+    assert_eq!(ids, won.into_iter().collect::<HashSet<_>>());
+    // Give the mirror a moment, then the full check.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_verified(&seckillctl(
+        &["verify", activity.as_str()],
+        &database,
+        DEFAULT_NAMESRV,
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_stopped_while_taking_orders_then_restarted_loses_nothing() {
+    let mut mq = PrivateRocketMq::start().await;
+    let database = fresh_database().await;
+    let writer = start_writer(&database, &mq.namesrv).await;
+    let gw = Arc::new(TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await);
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "broker", 60, 1).await;
+    let store = Store::connect(&database, 2).await.unwrap();
+
+    let before = crowd(&gw, &activity, "pre", 20).await;
+    assert_eq!(before.len(), 20, "broker up: every winner confirmed");
+
+    mq.stop_broker().await;
+    // The broker is down: winners cannot be confirmed; they get 503 within a bounded time, and
+    // their orders wait in the outbox.
+    let started = std::time::Instant::now();
+    let mut unconfirmed = 0;
+    for i in 0..20 {
+        let reply = gw.attempt(&activity, &format!("down{i}")).await;
+        match reply.status {
+            StatusCode::ACCEPTED => {}
+            StatusCode::SERVICE_UNAVAILABLE => unconfirmed += 1,
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+        let again = gw.attempt(&activity, &format!("down{i}")).await;
+        assert_eq!(
+            again.status,
+            StatusCode::OK,
+            "the retry finds the order: {}",
+            again.text
+        );
+    }
+    assert!(
+        unconfirmed > 0,
+        "with the broker down, sends cannot be confirmed"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20 * 2 * 4),
+        "answers were bounded in time"
+    );
+    let audit = ledger
+        .audit(&ActivityKeys::new(&activity))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(audit.orders, 40);
+    assert!(
+        audit.outbox >= unconfirmed,
+        "unconfirmed orders wait in the outbox"
+    );
+
+    mq.start_broker().await;
+    // The relay republishes the outbox; the writer persists everything.
+    assert_eq!(
+        wait_for_rows(&store, activity.as_str(), 40, DRAIN).await,
+        40
+    );
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    loop {
+        let out = seckillctl(&["verify", activity.as_str()], &database, &mq.namesrv);
+        if out.status.code() == Some(0) {
+            assert_verified(&out);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconcile_republishes_what_the_database_lacks() {
+    let database = fresh_database().await;
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "reconcile", 10, 1).await;
+    let keys = ActivityKeys::new(&activity);
+    let ids = seckill_core::id::IdGenerator::new(78);
+    // Orders won in the ledger but never published (a gateway that died right after the deduct).
+    for user in ["r1", "r2", "r3", "r4"] {
+        let user = seckill_core::UserId::parse(user).unwrap();
+        ledger
+            .deduct(
+                &keys,
+                seckill_core::ledger::Attempt {
+                    user: &user,
+                    quantity: 1,
+                    channel: "app",
+                },
+                &ids,
+            )
+            .await
+            .unwrap();
+    }
+    let writer = start_writer(&database, DEFAULT_NAMESRV).await;
+    let out = seckillctl(&["verify", activity.as_str()], &database, DEFAULT_NAMESRV);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL every_order_persisted"));
+
+    let out = seckillctl(
+        &["reconcile", activity.as_str()],
+        &database,
+        DEFAULT_NAMESRV,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("4 missing from the database, 4 republished")
+    );
+    let store = Store::connect(&database, 2).await.unwrap();
+    assert_eq!(wait_for_rows(&store, activity.as_str(), 4, DRAIN).await, 4);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The orders stay in the outbox (nobody confirmed their original publish): verify reports
+    // them but they are persisted.
+    assert_verified(&seckillctl(
+        &["verify", activity.as_str()],
+        &database,
+        DEFAULT_NAMESRV,
+    ));
+    writer.shutdown().await;
+    let _ = mq::ORDER_TOPIC;
+}
