@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main command (README): brings the stack up on loopback (installing what is missing),
-# builds the release binaries, and runs a small flash sale end to end: 10 units, 200 buyers
-# all at once, then shows the activity and verifies the ledger.
+# The main command (README): brings the whole stack up on loopback (Redis, PostgreSQL,
+# RocketMQ; installing what is missing), builds the release binaries, starts the order writer
+# and the gateway, and runs a small flash sale end to end: 10 units, 200 buyers all at once;
+# then waits for the 10 orders to reach PostgreSQL and verifies ledger and database.
 #
-#   scripts/demo.sh            # stops the gateway when the demo is over
-#   KEEP=1 scripts/demo.sh     # leaves the gateway running on $SECKILL_LISTEN
+#   scripts/demo.sh            # stops the gateway and writer it started when the demo is over
+#   KEEP=1 scripts/demo.sh     # leaves them running
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seckill-target}"
@@ -14,19 +15,25 @@ mkdir -p "$STATE/logs"
 scripts/services.sh redis postgres rocketmq
 command -v curl >/dev/null || { echo "[demo] installing curl" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
 echo "[demo] building release binaries" >&2
-cargo build --release --locked -p seckill-gateway
+cargo build --release --locked -p seckill-gateway -p seckill-order-writer
 BIN="$CARGO_TARGET_DIR/release"
 
 export SECKILL_AUTH_SECRET="${SECKILL_AUTH_SECRET:-demo-secret-change-me-0123456789}"
 export SECKILL_LISTEN="${SECKILL_LISTEN:-127.0.0.1:8080}"
 BASE="http://$SECKILL_LISTEN"
 
+export SECKILL_DATABASE_URL="${SECKILL_DATABASE_URL:-postgres://seckill:seckill@127.0.0.1:5432/seckill}"
+started=""
+cleanup() { [ -n "$started" ] && kill $started 2>/dev/null; wait 2>/dev/null || true; }
+[ -z "${KEEP:-}" ] && trap cleanup EXIT
+if ! pgrep -f "$BIN/seckill-order-writer" >/dev/null; then
+  "$BIN/seckill-order-writer" >"$STATE/logs/writer.log" 2>&1 &
+  started="$started $!"
+  echo "[demo] order writer started (log: $STATE/logs/writer.log)" >&2
+fi
 if ! curl -fs "$BASE/healthz" >/dev/null 2>&1; then
   "$BIN/seckill-gateway" >"$STATE/logs/gateway.log" 2>&1 &
-  gateway=$!
-  if [ -z "${KEEP:-}" ]; then
-    trap 'kill $gateway 2>/dev/null || true; wait $gateway 2>/dev/null || true' EXIT
-  fi
+  started="$started $!"
   for _ in $(seq 1 100); do
     curl -fs "$BASE/healthz" >/dev/null 2>&1 && break
     sleep 0.1
@@ -55,12 +62,21 @@ echo "[demo] the activity as buyers see it:"
 curl -s "$BASE/v1/activities/$sale"; echo
 echo "[demo] the activity as operators see it:"
 "$BIN/seckillctl" activity show "$sale"
-"$BIN/seckillctl" verify "$sale"
+"$BIN/seckillctl" verify --ledger-only "$sale"
 won=$(grep -c '^202$' "$results" || true)
 if [ "$won" != 10 ]; then
   echo "[demo] expected exactly 10 winners, got $won" >&2
   exit 1
 fi
-echo "[demo] exactly 10 winners for 10 units; ledger verified."
-[ -n "${KEEP:-}" ] && echo "[demo] gateway left running on $BASE (try: curl -H 'Authorization: Bearer $first' -X POST $BASE/v1/activities/$sale/orders)"
+echo "[demo] waiting for the order writer to persist the 10 orders (a new consumer needs ~20 s to join)" >&2
+rows=0
+for _ in $(seq 1 120); do
+  rows=$(psql "$SECKILL_DATABASE_URL" -Atc "SELECT count(*) FROM orders WHERE activity_id = '$sale'" 2>/dev/null || echo 0)
+  [ "$rows" = 10 ] && break
+  sleep 1
+done
+psql "$SECKILL_DATABASE_URL" -c "SELECT order_id, user_id, status, amount_cents, persisted_at - created_at AS win_to_row FROM orders WHERE activity_id = '$sale' ORDER BY order_id"
+"$BIN/seckillctl" verify "$sale"
+echo "[demo] exactly 10 winners for 10 units, 10 rows in PostgreSQL; ledger and database verified."
+[ -n "${KEEP:-}" ] && echo "[demo] gateway and writer left running on $BASE (try: curl -H 'Authorization: Bearer $first' -X POST $BASE/v1/activities/$sale/orders)"
 exit 0
