@@ -24,7 +24,8 @@ OUT="${OUT:-bench/out}"
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 scripts/services.sh redis postgres rocketmq
-cargo build --release --locked -p seckill-gateway -p seckill-order-writer
+# SKIP_BUILD=1 reuses the last release build.
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked -p seckill-gateway -p seckill-order-writer
 BIN="$CARGO_TARGET_DIR/release"
 mkdir -p "$OUT"
 

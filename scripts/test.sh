@@ -8,6 +8,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seckill-target}"
 
 scripts/services.sh redis postgres rocketmq
 
+echo "== clearing what earlier test runs left behind (t_* databases, t-* activities)"
+for db in $(psql postgres://seckill:seckill@127.0.0.1:5432/seckill -Atc "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'"); do
+  psql postgres://seckill:seckill@127.0.0.1:5432/seckill -qc "DROP DATABASE IF EXISTS $db" || true
+done
+redis-cli --scan --pattern 'sk:{t-*' | xargs -r -n 500 redis-cli del >/dev/null
+redis-cli smembers sk:activities | grep '^t-' | xargs -r -n 500 redis-cli srem sk:activities >/dev/null || true
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"

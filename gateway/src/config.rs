@@ -35,6 +35,8 @@ pub struct Config {
     pub redis_url: String,
     /// `SECKILL_AUTH_SECRET`, required: the HMAC key of user tokens.
     pub auth_secret: Secret,
+    /// `SECKILL_PAYMENT_SECRET`, required: the HMAC key payment notifications are signed with.
+    pub payment_secret: Secret,
     /// `SECKILL_RATE_GLOBAL`: attempts per second this instance lets through to Redis.
     pub rate_global: u32,
     /// `SECKILL_RATE_PER_USER`: attempts per second per user (also the burst).
@@ -63,6 +65,7 @@ struct FileConfig {
     listen: Option<String>,
     redis_url: Option<String>,
     auth_secret: Option<String>,
+    payment_secret: Option<String>,
     rate_global: Option<u32>,
     rate_per_user: Option<u32>,
     max_inflight: Option<usize>,
@@ -158,7 +161,23 @@ impl Config {
                 "SECKILL_ROCKETMQ_NAMESRV={rocketmq_namesrv:?} is not an address like 127.0.0.1:9876"
             )));
         }
+        let payment_secret = env("SECKILL_PAYMENT_SECRET")
+            .or(file.payment_secret)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ConfigError(
+                    "SECKILL_PAYMENT_SECRET is required: the HMAC key that signs payment \
+                     notifications (X-Signature)"
+                        .into(),
+                )
+            })?;
+        if payment_secret.len() < 16 {
+            return Err(ConfigError(
+                "SECKILL_PAYMENT_SECRET must be at least 16 bytes long".into(),
+            ));
+        }
         let config = Config {
+            payment_secret: Secret::new(payment_secret),
             listen,
             redis_url,
             rocketmq_namesrv,
@@ -231,6 +250,7 @@ mod tests {
             None,
             env(&[
                 ("SECKILL_AUTH_SECRET", "0123456789abcdef"),
+                ("SECKILL_PAYMENT_SECRET", "fedcba9876543210"),
                 ("SECKILL_RATE_PER_USER", "3"),
             ]),
         )
@@ -254,7 +274,11 @@ mod tests {
         ] {
             let err = Config::from_sources(
                 None,
-                env(&[("SECKILL_AUTH_SECRET", "0123456789abcdef"), (name, value)]),
+                env(&[
+                    ("SECKILL_AUTH_SECRET", "0123456789abcdef"),
+                    ("SECKILL_PAYMENT_SECRET", "fedcba9876543210"),
+                    (name, value),
+                ]),
             )
             .unwrap_err();
             assert!(err.to_string().contains(name), "{err}");
@@ -268,7 +292,7 @@ mod tests {
         let path = dir.join("gateway.toml");
         std::fs::write(
             &path,
-            "auth_secret = \"from-file-0123456789\"\nrate_per_user = 7\nmax_inflight = 9\n",
+            "auth_secret = \"from-file-0123456789\"\npayment_secret = \"pay-from-file-0123456\"\nrate_per_user = 7\nmax_inflight = 9\n",
         )
         .unwrap();
         let config =

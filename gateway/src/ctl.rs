@@ -66,6 +66,9 @@ pub enum Command {
         #[arg(long)]
         ledger_only: bool,
     },
+    /// Inspect or refund one order.
+    #[command(subcommand)]
+    Order(OrderCommand),
     /// Republish the activity's ledger orders that are missing from the database.
     Reconcile {
         id: String,
@@ -127,6 +130,18 @@ pub struct CreateArgs {
     /// Length of the sale, e.g. 30m, 2h.
     #[arg(long)]
     pub duration: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrderCommand {
+    /// The order as the ledger and the database hold it, with its payments.
+    Show {
+        order_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refund a paid order (or one paid after its cancellation): → refunding → refunded.
+    Refund { order_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,6 +220,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CtlError> {
                 Some(connect_store(&cli.database_url).await?)
             };
             verify(&ledger, store.as_ref(), &id, json).await
+        }
+        Command::Order(command) => {
+            let ledger = connect(&cli.redis_url).await?;
+            let store = connect_store(&cli.database_url).await?;
+            order(&ledger, &store, &cli.rocketmq_namesrv, command).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile { id, json } => {
             let id = parse_id(&id)?;
@@ -918,4 +939,92 @@ async fn reconcile(
         );
     }
     Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct OrderReport {
+    order_id: String,
+    activity_id: String,
+    user_id: String,
+    quantity: u32,
+    amount_cents: i64,
+    ledger_status: &'static str,
+    database_status: Option<&'static str>,
+    payments: Vec<seckill_order_writer::store::Payment>,
+}
+
+async fn order(
+    ledger: &Ledger,
+    store: &Store,
+    namesrv: &str,
+    command: OrderCommand,
+) -> Result<(), CtlError> {
+    let parse = |id: &str| OrderId::parse(id).map_err(CtlError);
+    match command {
+        OrderCommand::Show { order_id, json } => {
+            let order_id = parse(&order_id)?;
+            let Some(record) = ledger.order(order_id).await? else {
+                return fail(format!("unknown order {order_id}"));
+            };
+            let report = OrderReport {
+                order_id: order_id.to_string(),
+                activity_id: record.activity_id.clone(),
+                user_id: record.user_id.clone(),
+                quantity: record.quantity,
+                amount_cents: record.amount_cents,
+                ledger_status: record.status.as_str(),
+                database_status: store.status(order_id).await?.map(|(_, s)| s.as_str()),
+                payments: store.payments(order_id).await?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "order     {}\nactivity  {}\nuser      {}\nquantity  {}\namount    {} cents\nstatus    {} (ledger), {} (database)",
+                    report.order_id,
+                    report.activity_id,
+                    report.user_id,
+                    report.quantity,
+                    report.amount_cents,
+                    report.ledger_status,
+                    report.database_status.unwrap_or("no row yet"),
+                );
+                for payment in &report.payments {
+                    println!(
+                        "payment   {} · {} cents",
+                        payment.payment_id, payment.amount_cents
+                    );
+                }
+            }
+            Ok(())
+        }
+        OrderCommand::Refund { order_id } => {
+            let order_id = parse(&order_id)?;
+            if ledger.order(order_id).await?.is_none() {
+                return fail(format!("unknown order {order_id}"));
+            }
+            let runtime = seckill_core::mq::MqRuntime::start("seckillctl")?;
+            let lifecycle = seckill_order_writer::lifecycle::Lifecycle::start(
+                &runtime,
+                namesrv,
+                store.clone(),
+                ledger.clone(),
+                Duration::from_secs(1800),
+            )
+            .await?;
+            let result = lifecycle.refund(order_id).await;
+            lifecycle.shutdown().await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), runtime.shutdown()).await;
+            match result.map_err(|e| CtlError(e.to_string()))? {
+                seckill_core::OrderStatus::Refunded => {
+                    println!("order {order_id} refunded");
+                    Ok(())
+                }
+                other => fail(format!(
+                    "order {order_id} is {}: only paid orders (or orders paid after cancellation) can be refunded",
+                    other.as_str()
+                )),
+            }
+        }
+    }
 }

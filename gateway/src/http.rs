@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use crate::outcome::{AttemptOutcome, Refusal};
-use crate::{attempt, query, App};
+use crate::{attempt, payment, query, App};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 4 * 1024;
@@ -135,7 +135,28 @@ pub async fn handle(
         return Ok(attempt_response(&outcome));
     }
 
+    if let ["v1", "payments", "notify"] = segments[..] {
+        if method != Method::POST {
+            return Ok(refusal(&Refusal::MethodNotAllowed));
+        }
+        let response = match read_body(body, parts.headers.get(CONTENT_LENGTH)).await {
+            Ok(bytes) => ok_or_refusal(payment::notify(&app, &parts.headers, &bytes).await),
+            Err(r) => refusal(&r),
+        };
+        app.metrics
+            .observe_request("payment", response.status().as_u16());
+        return Ok(response);
+    }
+
     let (route, response) = match (method, &segments[..]) {
+        (&Method::DELETE, ["v1", "orders", id]) => (
+            "order",
+            match payment::cancel(&app, &parts.headers, id).await {
+                Ok((true, body)) => json(StatusCode::ACCEPTED, &body),
+                Ok((false, body)) => json(StatusCode::OK, &body),
+                Err(r) => refusal(&r),
+            },
+        ),
         (&Method::GET, ["v1", "activities", id]) => {
             ("activity", ok_or_refusal(query::activity(&app, id).await))
         }

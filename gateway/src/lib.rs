@@ -8,6 +8,7 @@
 //! - [`limit`]: token buckets and the in-flight cap.
 //! - [`catalog`]: cached activity metadata and the sold-out flag shared over pub/sub.
 //! - [`attempt`], [`query`]: the endpoints' logic, returning typed outcomes ([`outcome`]).
+//! - [`payment`]: payment notifications and owners' cancellations, handed to the writer.
 //! - [`publish`]: the enqueue phase, batching won orders to RocketMQ; [`relay`]: republishes
 //!   what the broker never confirmed.
 //! - [`http`]: routing and the single outcome → HTTP mapping.
@@ -29,6 +30,7 @@ pub mod idgen;
 pub mod limit;
 pub mod metrics;
 pub mod outcome;
+pub mod payment;
 pub mod publish;
 pub mod query;
 pub mod relay;

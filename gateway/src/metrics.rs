@@ -49,7 +49,9 @@ impl Histogram {
 }
 
 /// Other endpoints, counted by route and status class.
-const ROUTES: [&str; 6] = ["activity", "order", "healthz", "readyz", "metrics", "other"];
+const ROUTES: [&str; 7] = [
+    "activity", "order", "payment", "healthz", "readyz", "metrics", "other",
+];
 
 #[derive(Default)]
 pub struct Metrics {

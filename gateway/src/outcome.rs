@@ -28,6 +28,12 @@ pub enum Refusal {
     Internal,
     RouteNotFound,
     MethodNotAllowed,
+    /// A payment notification whose X-Signature does not match its body.
+    BadSignature,
+    /// A payment whose amount is not the order's.
+    AmountMismatch,
+    /// The order is paid (or past it): it can no longer be cancelled.
+    NotCancellable,
 }
 
 impl Refusal {
@@ -45,6 +51,8 @@ impl Refusal {
             Refusal::Overloaded | Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::BadSignature => StatusCode::UNAUTHORIZED,
+            Refusal::AmountMismatch | Refusal::NotCancellable => StatusCode::CONFLICT,
         }
     }
 
@@ -65,6 +73,9 @@ impl Refusal {
             Refusal::Internal => "internal",
             Refusal::RouteNotFound => "not_found",
             Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::AmountMismatch => "amount_mismatch",
+            Refusal::NotCancellable => "not_cancellable",
         }
     }
 
@@ -87,6 +98,9 @@ impl Refusal {
             Refusal::Internal => "internal error".into(),
             Refusal::RouteNotFound => "no such endpoint".into(),
             Refusal::MethodNotAllowed => "method not allowed on this endpoint".into(),
+            Refusal::BadSignature => "X-Signature is not the HMAC-SHA256 of the body".into(),
+            Refusal::AmountMismatch => "the amount is not the order's amount".into(),
+            Refusal::NotCancellable => "the order is paid and can no longer be cancelled".into(),
         }
     }
 

@@ -86,6 +86,22 @@ impl Publisher {
         tokio::time::timeout(wait, queued).await.unwrap_or(false)
     }
 
+    /// Sends one message and waits at most `wait` for the broker's confirmation (payment
+    /// notifications, cancel requests: rare, so not batched).
+    pub async fn send_one(
+        &self,
+        message: rocketmq_model::common::message::message_single::Message,
+        wait: Duration,
+    ) -> bool {
+        let sent = tokio::time::timeout(wait, self.producer.send(message)).await;
+        let confirmed =
+            matches!(sent, Ok(Ok(Some(ref result))) if result.send_status == SendStatus::SendOk);
+        if !confirmed {
+            tracing::warn!("message not confirmed by the broker");
+        }
+        confirmed
+    }
+
     /// Sends orders now (the relay's path), then clears them from the outbox.
     pub async fn publish_now(&self, orders: &[OrderRecord]) -> Result<(), MqError> {
         for chunk in orders.chunks(MAX_BATCH) {

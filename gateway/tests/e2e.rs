@@ -71,10 +71,10 @@ async fn crowd(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
     let database = fresh_database().await;
-    let writer = start_writer(&database, DEFAULT_NAMESRV).await;
-    let gw = Arc::new(TestGateway::start(&[]).await);
     let ledger = ledger_at(&redis_url()).await;
     let activity = open(&ledger, "e2e", 40, 1).await;
+    let writer = start_writer(&database, DEFAULT_NAMESRV, &[&activity]).await;
+    let gw = Arc::new(TestGateway::start(&[]).await);
 
     let won = crowd(&gw, &activity, "buyer", 150).await;
     assert_eq!(won.len(), 40, "exactly the stock wins");
@@ -219,14 +219,14 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_once() {
     let database = fresh_database().await;
-    let config = writer_config(&database, DEFAULT_NAMESRV);
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "kill", 400, 1).await;
+    let config = writer_config(&database, DEFAULT_NAMESRV, &[&activity]);
     let start_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let writer = WriterProcess::spawn(&config, &start_at);
     let gw = Arc::new(TestGateway::start(&[]).await);
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "kill", 400, 1).await;
     let store = Store::connect(&database, 2).await.unwrap();
 
     // A stream of orders: waves of buyers while the writer works.
@@ -273,10 +273,10 @@ async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_on
 async fn broker_stopped_while_taking_orders_then_restarted_loses_nothing() {
     let mut mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
-    let writer = start_writer(&database, &mq.namesrv).await;
-    let gw = Arc::new(TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await);
     let ledger = ledger_at(&redis_url()).await;
     let activity = open(&ledger, "broker", 60, 1).await;
+    let writer = start_writer(&database, &mq.namesrv, &[&activity]).await;
+    let gw = Arc::new(TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await);
     let store = Store::connect(&database, 2).await.unwrap();
 
     let before = crowd(&gw, &activity, "pre", 20).await;
@@ -367,7 +367,7 @@ async fn reconcile_republishes_what_the_database_lacks() {
             .await
             .unwrap();
     }
-    let writer = start_writer(&database, DEFAULT_NAMESRV).await;
+    let writer = start_writer(&database, DEFAULT_NAMESRV, &[&activity]).await;
     let out = seckillctl(&["verify", activity.as_str()], &database, DEFAULT_NAMESRV);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL every_order_persisted"));

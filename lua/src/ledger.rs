@@ -650,6 +650,20 @@ impl Ledger {
         Ok(())
     }
 
+    /// Takes or renews the lease `key` for `holder` (a lock with expiry: whoever holds it must
+    /// renew it within `ttl`). True when `holder` holds it afterwards.
+    pub async fn hold_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, LedgerError> {
+        let held: i64 = self
+            .eval(&SCRIPTS.lease, &[key], (holder, ttl.as_millis() as u64))
+            .await?;
+        Ok(held == 1)
+    }
+
     /// Takes or renews id-generator worker lease `worker` for `instance`.
     pub async fn lease_worker(
         &self,
@@ -657,14 +671,8 @@ impl Ledger {
         instance: &str,
         ttl: Duration,
     ) -> Result<bool, LedgerError> {
-        let held: i64 = self
-            .eval(
-                &SCRIPTS.lease,
-                &[keys::worker_lease(worker).as_str()],
-                (instance, ttl.as_millis() as u64),
-            )
-            .await?;
-        Ok(held == 1)
+        self.hold_lease(&keys::worker_lease(worker), instance, ttl)
+            .await
     }
 
     /// Finds a free worker id, starting the search at `start`.

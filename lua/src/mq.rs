@@ -2,7 +2,8 @@
 //! runtime, topic names and the order message.
 //!
 //! The order message is the ledger's order record as JSON, keyed by the order id, so a consumer
-//! needs nothing but the message to persist the order.
+//! needs nothing but the message to persist the order. Every message about an order carries its
+//! activity id as the tag, so a writer group can be dedicated to some activities.
 
 use std::sync::Arc;
 
@@ -10,12 +11,18 @@ use rocketmq_client_rust::{ClientError, ClientRuntime, ClientRuntimeConfig};
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
-use crate::order::OrderRecord;
+use crate::order::{OrderId, OrderRecord};
+use serde::{Deserialize, Serialize};
 
 /// Gateway → writer: each winning order.
 pub const ORDER_TOPIC: &str = "seckill_order";
 /// Writer → downstream: lifecycle events (`ORDER_CREATED`, …), sent as transactional messages.
 pub const ORDER_EVENT_TOPIC: &str = "seckill_order_event";
+/// Writer → writer: cancel requests, delayed until the payment window ends (or immediate, when
+/// the owner cancels).
+pub const ORDER_TIMEOUT_TOPIC: &str = "seckill_order_timeout";
+/// Gateway → writer: payment notifications.
+pub const PAYMENT_TOPIC: &str = "seckill_payment";
 /// Name server of the local stack.
 pub const DEFAULT_NAMESRV: &str = "127.0.0.1:9876";
 /// The most messages the gateway puts in one batch send.
@@ -112,4 +119,57 @@ pub fn order_message(order: &OrderRecord) -> Message {
 /// Decodes a `seckill_order` message body.
 pub fn decode_order(body: &[u8]) -> Result<OrderRecord, serde_json::Error> {
     serde_json::from_slice(body)
+}
+
+/// A `seckill_payment` message: a payment notification the gateway accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub payment_id: String,
+    pub order_id: OrderId,
+    pub amount_cents: i64,
+}
+
+/// Why an order is being cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The payment window passed (delay message or sweep).
+    Timeout,
+    /// The owner cancelled it (`DELETE /v1/orders/{id}`).
+    User,
+}
+
+/// A `seckill_order_timeout` message: cancel this order if it is still unpaid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    pub order_id: OrderId,
+    pub reason: CancelReason,
+}
+
+/// The `seckill_payment` message of a payment (key = order id, tag = its activity).
+pub fn payment_message(payment: &Payment, activity: &str) -> Message {
+    Message::builder()
+        .topic(PAYMENT_TOPIC)
+        .tags(activity)
+        .key(payment.order_id.to_string())
+        .body_slice(&serde_json::to_vec(payment).unwrap_or_default())
+        .build_unchecked()
+}
+
+/// The `seckill_order_timeout` message of a cancel request (tag = its activity), delivered at
+/// `deliver_at_ms` (a payment window's end) or at once.
+pub fn cancel_message(
+    request: &CancelRequest,
+    activity: &str,
+    deliver_at_ms: Option<u64>,
+) -> Message {
+    let builder = Message::builder()
+        .topic(ORDER_TIMEOUT_TOPIC)
+        .tags(activity)
+        .key(request.order_id.to_string())
+        .body_slice(&serde_json::to_vec(request).unwrap_or_default());
+    match deliver_at_ms {
+        Some(at) => builder.deliver_time_ms(at).build_unchecked(),
+        None => builder.build_unchecked(),
+    }
 }

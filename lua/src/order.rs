@@ -51,6 +51,48 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status.
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Queued,
+        OrderStatus::PendingPayment,
+        OrderStatus::Paid,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunding,
+        OrderStatus::Refunded,
+    ];
+
+    /// The order lifecycle: the only transitions that ever happen.
+    ///
+    /// ```text
+    /// queued ─▶ pending_payment ─▶ paid ─▶ refunding ─▶ refunded
+    ///                  │                       ▲
+    ///                  └─▶ cancelled ──────────┘  (payment arriving after cancellation)
+    /// ```
+    pub fn can_become(self, to: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, to),
+            (Queued, PendingPayment)
+                | (PendingPayment, Paid)
+                | (PendingPayment, Cancelled)
+                | (Cancelled, Refunding)
+                | (Paid, Refunding)
+                | (Refunding, Refunded)
+        )
+    }
+
+    /// The statuses from which `to` can be reached in one step.
+    pub fn sources(to: OrderStatus) -> Vec<OrderStatus> {
+        OrderStatus::ALL
+            .into_iter()
+            .filter(|from| from.can_become(to))
+            .collect()
+    }
+
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        OrderStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Queued => "queued",
@@ -83,6 +125,31 @@ pub struct OrderRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_listed_transitions_exist() {
+        use OrderStatus::*;
+        let allowed = [
+            (Queued, PendingPayment),
+            (PendingPayment, Paid),
+            (PendingPayment, Cancelled),
+            (Cancelled, Refunding),
+            (Paid, Refunding),
+            (Refunding, Refunded),
+        ];
+        for from in OrderStatus::ALL {
+            for to in OrderStatus::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from:?} -> {to:?}"
+                );
+            }
+        }
+        assert_eq!(OrderStatus::sources(Refunding), vec![Cancelled, Paid]);
+        assert_eq!(OrderStatus::parse("pending_payment"), Some(PendingPayment));
+        assert_eq!(OrderStatus::parse("lost"), None);
+    }
 
     #[test]
     fn order_id_is_a_json_string() {

@@ -17,8 +17,16 @@ pub struct WriterConfig {
     /// `SECKILL_WRITER_START_AT`: where a NEW consumer group starts (`earliest`, the default, or
     /// an RFC 3339 time). A group that already consumed resumes where it stopped either way.
     pub start_at: StartAt,
+    /// `SECKILL_WRITER_ACTIVITIES`: comma-separated activity ids this writer group handles
+    /// (a group dedicated to a hot sale, say); empty = every activity.
+    pub activities: Vec<String>,
     /// `SECKILL_DB_POOL`: database connections.
     pub db_pool: usize,
+    /// `SECKILL_PAYMENT_WINDOW` (e.g. `30m`, `8s`), default 30 minutes: unpaid orders are
+    /// cancelled and their stock returned after it.
+    pub payment_window: std::time::Duration,
+    /// `SECKILL_SWEEP_EVERY`, default 30 s: how often the sweep looks for overdue orders.
+    pub sweep_every: std::time::Duration,
     /// `SECKILL_LOG_JSON`.
     pub log_json: bool,
 }
@@ -38,6 +46,15 @@ pub enum StartAt {
 pub struct ConfigError(String);
 
 impl WriterConfig {
+    /// The RocketMQ subscription expression: the activities' tags, or every tag.
+    pub fn subscription(&self) -> String {
+        if self.activities.is_empty() {
+            "*".to_owned()
+        } else {
+            self.activities.join(" || ")
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
     }
@@ -85,7 +102,32 @@ impl WriterConfig {
                 StartAt::UnixMs((at.unix_timestamp_nanos() / 1_000_000) as i64)
             }
         };
+        let duration = |name: &str, default: &str| -> Result<std::time::Duration, ConfigError> {
+            let raw = env(name).unwrap_or_else(|| default.to_owned());
+            match seckill_core::time::parse_duration(&raw) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(ConfigError(format!("{name} must be positive"))),
+                Err(e) => Err(ConfigError(format!("{name}: {e}"))),
+            }
+        };
+        let payment_window = duration("SECKILL_PAYMENT_WINDOW", "30m")?;
+        let sweep_every = duration("SECKILL_SWEEP_EVERY", "30s")?;
+        let activities: Vec<String> = env("SECKILL_WRITER_ACTIVITIES")
+            .map(|list| {
+                list.split(',')
+                    .map(|a| a.trim().to_owned())
+                    .filter(|a| !a.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for activity in &activities {
+            seckill_core::ActivityId::parse(activity)
+                .map_err(|e| ConfigError(format!("SECKILL_WRITER_ACTIVITIES: {e}")))?;
+        }
         Ok(WriterConfig {
+            activities,
+            payment_window,
+            sweep_every,
             start_at,
             rocketmq_namesrv,
             database_url,

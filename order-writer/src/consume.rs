@@ -19,10 +19,31 @@ use tokio::runtime::Handle;
 
 use crate::persist::Persister;
 
+/// The activities a writer group handles (empty: all). Every message about an order carries its
+/// activity id as its tag; messages of other activities are acknowledged untouched. (The broker
+/// could filter by tag, but this broker version delivers every tag, so the writer filters.)
+#[derive(Clone, Debug, Default)]
+pub struct ActivityFilter(Arc<std::collections::HashSet<String>>);
+
+impl ActivityFilter {
+    pub fn new(activities: &[String]) -> Self {
+        ActivityFilter(Arc::new(activities.iter().cloned().collect()))
+    }
+
+    fn wants(&self, msg: &MessageExt) -> bool {
+        self.0.is_empty()
+            || msg
+                .get_tags()
+                .is_some_and(|tag| self.0.contains(tag.as_str()))
+    }
+}
+
 pub struct OrderListener {
     handle: Handle,
     persister: Arc<Persister>,
     ledger: Ledger,
+    lifecycle: crate::lifecycle::Lifecycle,
+    filter: ActivityFilter,
     /// Set at shutdown: new deliveries are refused (redelivered later), in-flight ones finish.
     stopping: Arc<AtomicBool>,
 }
@@ -32,12 +53,16 @@ impl OrderListener {
         handle: Handle,
         persister: Arc<Persister>,
         ledger: Ledger,
+        lifecycle: crate::lifecycle::Lifecycle,
+        filter: ActivityFilter,
         stopping: Arc<AtomicBool>,
     ) -> Self {
         OrderListener {
             handle,
             persister,
             ledger,
+            lifecycle,
+            filter,
             stopping,
         }
     }
@@ -92,7 +117,7 @@ impl MessageListenerConcurrently for OrderListener {
             return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
         }
         let mut orders = Vec::with_capacity(msgs.len());
-        for msg in msgs {
+        for msg in msgs.iter().filter(|m| self.filter.wants(m)) {
             match decode_order(msg.get_body().map(|b| b.as_ref()).unwrap_or_default()) {
                 Ok(order) => orders.push(order),
                 // A message no writer can ever read: log it loudly, do not block the queue.
@@ -105,15 +130,117 @@ impl MessageListenerConcurrently for OrderListener {
             return Ok(ConsumeConcurrentlyStatus::ConsumeSuccess);
         }
         // We are on one of the client's blocking threads: block_on is allowed here.
-        match self
-            .handle
-            .block_on(persist_and_mirror(&self.persister, &self.ledger, orders))
-        {
+        let created = orders.clone();
+        match self.handle.block_on(async {
+            persist_and_mirror(&self.persister, &self.ledger, orders).await?;
+            // The payment window starts now; a lost timeout is caught by the sweep.
+            self.lifecycle.schedule_timeouts(&created).await;
+            Ok::<(), String>(())
+        }) {
             Ok(()) => Ok(ConsumeConcurrentlyStatus::ConsumeSuccess),
             Err(e) => {
                 tracing::warn!(error = %e, "order batch not persisted; it will be redelivered");
                 Ok(ConsumeConcurrentlyStatus::ReconsumeLater)
             }
         }
+    }
+}
+
+/// Runs one lifecycle step per message on a blocking client thread; a step that fails (or
+/// meets an order not persisted yet) is redelivered.
+fn consume_each<T: serde::de::DeserializeOwned>(
+    handle: &Handle,
+    filter: &ActivityFilter,
+    stopping: &AtomicBool,
+    msgs: &[&MessageExt],
+    what: &str,
+    step: impl Fn(T) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>,
+) -> ConsumeConcurrentlyStatus {
+    if stopping.load(Ordering::Acquire) {
+        return ConsumeConcurrentlyStatus::ReconsumeLater;
+    }
+    for msg in msgs.iter().filter(|m| filter.wants(m)) {
+        let body = msg.get_body().map(|b| b.as_ref()).unwrap_or_default();
+        let item: T = match serde_json::from_slice(body) {
+            Ok(item) => item,
+            Err(e) => {
+                tracing::error!(error = %e, msg_id = %msg.msg_id(), "dropping undecodable {what} message");
+                continue;
+            }
+        };
+        if let Err(e) = handle.block_on(step(item)) {
+            tracing::warn!(error = %e, "{what} not applied; it will be redelivered");
+            return ConsumeConcurrentlyStatus::ReconsumeLater;
+        }
+    }
+    ConsumeConcurrentlyStatus::ConsumeSuccess
+}
+
+/// `seckill_order_timeout`: payment windows that ended, and owners' cancellations.
+pub struct CancelListener {
+    pub handle: Handle,
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    pub filter: ActivityFilter,
+    pub stopping: Arc<AtomicBool>,
+}
+
+impl MessageListenerConcurrently for CancelListener {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let lifecycle = self.lifecycle.clone();
+        Ok(consume_each(
+            &self.handle,
+            &self.filter,
+            &self.stopping,
+            msgs,
+            "cancel",
+            move |request: crate::lifecycle::CancelRequest| {
+                let lifecycle = lifecycle.clone();
+                Box::pin(async move {
+                    let outcome = lifecycle
+                        .cancel(request.order_id)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tracing::info!(order = request.order_id.0, reason = ?request.reason, ?outcome, "cancel request handled");
+                    Ok(())
+                })
+            },
+        ))
+    }
+}
+
+/// `seckill_payment`: payment notifications accepted by the gateway.
+pub struct PaymentListener {
+    pub handle: Handle,
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    pub filter: ActivityFilter,
+    pub stopping: Arc<AtomicBool>,
+}
+
+impl MessageListenerConcurrently for PaymentListener {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let lifecycle = self.lifecycle.clone();
+        Ok(consume_each(
+            &self.handle,
+            &self.filter,
+            &self.stopping,
+            msgs,
+            "payment",
+            move |payment: crate::store::Payment| {
+                let lifecycle = lifecycle.clone();
+                Box::pin(async move {
+                    let status = lifecycle.pay(&payment).await.map_err(|e| e.to_string())?;
+                    tracing::info!(order = payment.order_id.0, payment = %payment.payment_id, status = status.as_str(), "payment handled");
+                    Ok(())
+                })
+            },
+        ))
     }
 }

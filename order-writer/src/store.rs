@@ -45,6 +45,46 @@ impl StoreError {
     }
 }
 
+/// What a conditional status update came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// This call moved the order; `activity_id` says where its stock lives.
+    Applied { activity_id: String },
+    /// The order was not in a status the transition starts from; it is in `current`.
+    Refused {
+        activity_id: String,
+        current: OrderStatus,
+    },
+    /// No such order (yet: the writer may not have persisted it).
+    Missing,
+}
+
+pub use seckill_core::mq::Payment;
+
+/// What recording a payment came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    /// pending_payment → paid.
+    Paid {
+        activity_id: String,
+    },
+    /// The order had been cancelled: cancelled → refunding (the money goes back).
+    Refunding {
+        activity_id: String,
+    },
+    /// This payment id was recorded before: nothing changed.
+    Duplicate {
+        activity_id: String,
+        current: OrderStatus,
+    },
+    /// The order is in a status that takes no payment (e.g. already paid by another payment).
+    Refused {
+        activity_id: String,
+        current: OrderStatus,
+    },
+    Missing,
+}
+
 /// One order as the database holds it (what `verify` compares with the ledger).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredOrder {
@@ -222,6 +262,164 @@ impl Store {
                         items: row.get(4),
                     },
                 )
+            })
+            .collect())
+    }
+
+    /// Moves one order from one of `from` to `to` with ONE conditional update
+    /// (`… WHERE status IN (from)`), so of two racing transitions exactly one applies. Only
+    /// transitions of the lifecycle are allowed (see `OrderStatus::can_become`).
+    pub async fn transition(
+        &self,
+        order_id: OrderId,
+        from: &[OrderStatus],
+        to: OrderStatus,
+    ) -> Result<Transition, StoreError> {
+        debug_assert!(from.iter().all(|f| f.can_become(to)), "{from:?} -> {to:?}");
+        let sources: Vec<&str> = from
+            .iter()
+            .filter(|f| f.can_become(to))
+            .map(|s| s.as_str())
+            .collect();
+        let client = self.pool.get().await?;
+        let id = order_id.0 as i64;
+        let updated = client
+            .query_opt(
+                "UPDATE orders SET status = $2, updated_at = now()
+                 WHERE order_id = $1 AND status = ANY($3)
+                 RETURNING activity_id",
+                &[&id, &to.as_str(), &sources],
+            )
+            .await?;
+        if let Some(row) = updated {
+            return Ok(Transition::Applied {
+                activity_id: row.get(0),
+            });
+        }
+        Ok(match self.status(order_id).await? {
+            Some((activity_id, current)) => Transition::Refused {
+                activity_id,
+                current,
+            },
+            None => Transition::Missing,
+        })
+    }
+
+    /// An order's activity and current status.
+    pub async fn status(
+        &self,
+        order_id: OrderId,
+    ) -> Result<Option<(String, OrderStatus)>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT activity_id, status FROM orders WHERE order_id = $1",
+                &[&(order_id.0 as i64)],
+            )
+            .await?;
+        Ok(row.map(|row| {
+            let status: String = row.get(1);
+            (
+                row.get(0),
+                OrderStatus::parse(&status).unwrap_or(OrderStatus::Queued),
+            )
+        }))
+    }
+
+    /// Records a payment and moves its order, in ONE database transaction: pending_payment →
+    /// paid, or cancelled → refunding when the payment arrives after the cancellation. A payment
+    /// id seen before changes nothing.
+    pub async fn record_payment(&self, payment: &Payment) -> Result<PaymentOutcome, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let id = payment.order_id.0 as i64;
+        // Lock the order row: a concurrent timeout waits for us (or we for it).
+        let Some(row) = tx
+            .query_opt(
+                "SELECT activity_id, status FROM orders WHERE order_id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await?
+        else {
+            return Ok(PaymentOutcome::Missing);
+        };
+        let activity_id: String = row.get(0);
+        let status: String = row.get(1);
+        let current = OrderStatus::parse(&status).unwrap_or(OrderStatus::Queued);
+        let inserted = tx
+            .execute(
+                "INSERT INTO payments (payment_id, order_id, amount_cents) VALUES ($1, $2, $3)
+                 ON CONFLICT (payment_id) DO NOTHING",
+                &[&payment.payment_id, &id, &payment.amount_cents],
+            )
+            .await?;
+        if inserted == 0 {
+            tx.commit().await?;
+            return Ok(PaymentOutcome::Duplicate {
+                activity_id,
+                current,
+            });
+        }
+        let to = match current {
+            OrderStatus::PendingPayment => OrderStatus::Paid,
+            OrderStatus::Cancelled => OrderStatus::Refunding,
+            _ => {
+                // Keep the record of the money received; the order itself does not move.
+                tx.commit().await?;
+                return Ok(PaymentOutcome::Refused {
+                    activity_id,
+                    current,
+                });
+            }
+        };
+        tx.execute(
+            "UPDATE orders SET status = $2, updated_at = now() WHERE order_id = $1",
+            &[&id, &to.as_str()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(match to {
+            OrderStatus::Paid => PaymentOutcome::Paid { activity_id },
+            _ => PaymentOutcome::Refunding { activity_id },
+        })
+    }
+
+    /// Orders still unpaid `window` after their win (for the sweep), oldest first.
+    pub async fn overdue(
+        &self,
+        window: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT order_id FROM orders
+                 WHERE status = 'pending_payment' AND created_at < now() - make_interval(secs => $1)
+                 ORDER BY created_at LIMIT $2",
+                &[&window.as_secs_f64(), &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| OrderId(row.get::<_, i64>(0) as u64))
+            .collect())
+    }
+
+    /// Payments recorded for an order.
+    pub async fn payments(&self, order_id: OrderId) -> Result<Vec<Payment>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT payment_id, amount_cents FROM payments WHERE order_id = $1 ORDER BY received_at",
+                &[&(order_id.0 as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Payment {
+                payment_id: row.get(0),
+                order_id,
+                amount_cents: row.get(1),
             })
             .collect())
     }

@@ -26,6 +26,7 @@ use seckill_gateway::{App, Gateway};
 use tokio::sync::oneshot;
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
+pub const PAYMENT_SECRET: &str = "integration-payment-secret-0123456789";
 
 pub fn redis_url() -> String {
     std::env::var("SECKILL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -119,6 +120,7 @@ impl TestGateway {
     pub async fn start_with(redis: &str, settings: &[(&str, &str)]) -> Self {
         let mut env: HashMap<String, String> = HashMap::from([
             ("SECKILL_AUTH_SECRET".into(), SECRET.into()),
+            ("SECKILL_PAYMENT_SECRET".into(), PAYMENT_SECRET.into()),
             ("SECKILL_REDIS_URL".into(), redis.into()),
             ("SECKILL_RATE_PER_USER".into(), "1000".into()),
             ("SECKILL_REDIS_CONNECTIONS".into(), "2".into()),
@@ -156,11 +158,27 @@ impl TestGateway {
         token: Option<&str>,
         body: &[u8],
     ) -> Reply {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("authorization", b.as_str()))
+            .collect();
+        self.send_with(method, path, &headers, body).await
+    }
+
+    /// Sends a request with the given headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr));
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(Full::new(Bytes::copy_from_slice(body)))

@@ -45,23 +45,34 @@ pub async fn fresh_database() -> String {
     format!("{PG_BASE}/{name}")
 }
 
-pub fn writer_config(database_url: &str, namesrv: &str) -> WriterConfig {
+/// A writer of this test's own: its own group, database, start time and activities (so
+/// concurrent tests never act on each other's orders).
+pub fn writer_config(
+    database_url: &str,
+    namesrv: &str,
+    activities: &[&seckill_core::ActivityId],
+) -> WriterConfig {
     WriterConfig {
+        activities: activities.iter().map(|a| a.to_string()).collect(),
         rocketmq_namesrv: namesrv.to_owned(),
         database_url: database_url.to_owned(),
         redis_url: super::redis_url(),
-        // A group of its own, starting now: this test's writer sees every order published from
-        // now on (other tests' too, harmlessly: checks are per activity) and no older traffic.
         consumer_group: unique("writer"),
         start_at: StartAt::UnixMs(now_ms()),
         db_pool: 8,
+        payment_window: Duration::from_secs(1800),
+        sweep_every: Duration::from_secs(30),
         log_json: false,
     }
 }
 
-/// An in-process writer.
-pub async fn start_writer(database_url: &str, namesrv: &str) -> Writer {
-    Writer::start(&writer_config(database_url, namesrv))
+/// An in-process writer for `activities`.
+pub async fn start_writer(
+    database_url: &str,
+    namesrv: &str,
+    activities: &[&seckill_core::ActivityId],
+) -> Writer {
+    Writer::start(&writer_config(database_url, namesrv, activities))
         .await
         .unwrap()
 }
@@ -95,6 +106,7 @@ impl WriterProcess {
             .env("SECKILL_REDIS_URL", &config.redis_url)
             .env("SECKILL_WRITER_GROUP", &config.consumer_group)
             .env("SECKILL_WRITER_START_AT", start_at_rfc3339)
+            .env("SECKILL_WRITER_ACTIVITIES", config.activities.join(","))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,147 @@
+//! Payments and cancellations, as the gateway sees them: checked here, carried out by the order
+//! writer (the gateway never touches PostgreSQL).
+//!
+//! - `POST /v1/payments/notify`: the payment provider's notification. The signature is checked
+//!   over the raw body first (nothing else happens for a bad one), then the order and amount
+//!   against the ledger; an accepted notification travels on `seckill_payment` to the writer,
+//!   which records it once per payment id. A repeat is accepted again and changes nothing.
+//! - `DELETE /v1/orders/{id}`: the owner cancels an unpaid order; the request travels on
+//!   `seckill_order_timeout` (undelayed) to the writer, which cancels it if it is still unpaid
+//!   and gives the stock back.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use seckill_core::mq::{self, CancelReason, CancelRequest, Payment};
+use seckill_core::time::now_unix;
+use seckill_core::{OrderId, OrderStatus};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::attempt::ledger_refusal;
+use crate::outcome::Refusal;
+use crate::{auth, App};
+
+/// How long a notification or cancel request waits for the broker before the answer is 503.
+const SEND_WAIT: Duration = Duration::from_secs(2);
+
+/// The notification body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Notice {
+    order_id: String,
+    payment_id: String,
+    amount_cents: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub status: &'static str,
+}
+
+/// Checks `X-Signature: <hex hmac-sha256(secret, body)>`.
+pub fn signature_ok(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(signature) = headers
+        .get("x-signature")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| hex::decode(v.trim()).ok())
+    else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&signature).is_ok()
+}
+
+pub async fn notify(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, Refusal> {
+    if !signature_ok(app.config.payment_secret.expose(), headers, body) {
+        return Err(Refusal::BadSignature);
+    }
+    let notice: Notice = serde_json::from_slice(body).map_err(|e| {
+        Refusal::BadRequest(format!("body is not a payment notification: {e}").into())
+    })?;
+    if notice.payment_id.is_empty() || notice.payment_id.len() > 128 {
+        return Err(Refusal::BadRequest(
+            "payment_id must be 1 to 128 characters".into(),
+        ));
+    }
+    let order_id = OrderId::parse(&notice.order_id).map_err(|_| Refusal::OrderNotFound)?;
+    let order = app
+        .ledger
+        .order(order_id)
+        .await
+        .map_err(|e| ledger_refusal(&e, "reading order"))?
+        .ok_or(Refusal::OrderNotFound)?;
+    if order.amount_cents != notice.amount_cents {
+        return Err(Refusal::AmountMismatch);
+    }
+    let payment = Payment {
+        payment_id: notice.payment_id,
+        order_id,
+        amount_cents: notice.amount_cents,
+    };
+    if !app
+        .publisher
+        .send_one(mq::payment_message(&payment, &order.activity_id), SEND_WAIT)
+        .await
+    {
+        return Err(Refusal::Unavailable);
+    }
+    Ok(Accepted { status: "accepted" })
+}
+
+#[derive(Debug, Serialize)]
+pub struct Cancelling {
+    pub order_id: OrderId,
+    pub status: &'static str,
+}
+
+/// The owner's cancellation. 202 `cancelling` when requested, 200 `cancelled` when it already
+/// is, 409 once paid.
+pub async fn cancel(
+    app: &App,
+    headers: &HeaderMap,
+    order_id: &str,
+) -> Result<(bool, Cancelling), Refusal> {
+    let user = auth::authenticate(headers, app.config.auth_secret.expose(), now_unix())?;
+    let order_id = OrderId::parse(order_id).map_err(|_| Refusal::OrderNotFound)?;
+    let order = app
+        .ledger
+        .order(order_id)
+        .await
+        .map_err(|e| ledger_refusal(&e, "reading order"))?
+        .filter(|o| o.user_id == user.as_str())
+        .ok_or(Refusal::OrderNotFound)?;
+    match order.status {
+        OrderStatus::Cancelled => Ok((
+            false,
+            Cancelling {
+                order_id,
+                status: "cancelled",
+            },
+        )),
+        OrderStatus::Queued | OrderStatus::PendingPayment => {
+            let request = CancelRequest {
+                order_id,
+                reason: CancelReason::User,
+            };
+            let message = mq::cancel_message(&request, &order.activity_id, None);
+            if !app.publisher.send_one(message, SEND_WAIT).await {
+                return Err(Refusal::Unavailable);
+            }
+            Ok((
+                true,
+                Cancelling {
+                    order_id,
+                    status: "cancelling",
+                },
+            ))
+        }
+        OrderStatus::Paid | OrderStatus::Refunding | OrderStatus::Refunded => {
+            Err(Refusal::NotCancellable)
+        }
+    }
+}

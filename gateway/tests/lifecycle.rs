@@ -1,0 +1,530 @@
+//! The order lifecycle with real services: payment, payment timeout, cancellation, sweep,
+//! refund. Each test has its own database, writer group, activities, and short payment window.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::stack::*;
+use common::*;
+use hmac::{Hmac, Mac};
+use http::{Method, StatusCode};
+use seckill_core::mq::{MqRuntime, DEFAULT_NAMESRV};
+use seckill_core::{ActivityId, ActivityKeys, Ledger, OrderId, OrderStatus};
+use seckill_order_writer::lifecycle::Lifecycle;
+use seckill_order_writer::store::Store;
+use seckill_order_writer::Writer;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+async fn writer_with_window(
+    database: &str,
+    activities: &[&ActivityId],
+    window: Duration,
+    sweep: Duration,
+) -> Writer {
+    let mut config = writer_config(database, DEFAULT_NAMESRV, activities);
+    config.payment_window = window;
+    config.sweep_every = sweep;
+    Writer::start(&config).await.unwrap()
+}
+
+fn signed(body: &str, secret: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn notify(
+    gw: &TestGateway,
+    order_id: &str,
+    payment_id: &str,
+    amount: i64,
+    secret: &str,
+) -> Reply {
+    let body = format!(
+        r#"{{"order_id":"{order_id}","payment_id":"{payment_id}","amount_cents":{amount}}}"#
+    );
+    let signature = signed(&body, secret);
+    gw.send_with(
+        Method::POST,
+        "/v1/payments/notify",
+        &[("x-signature", &signature)],
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// Polls the ledger until `order` has `status` (bounded).
+async fn ledger_status_becomes(ledger: &Ledger, order: OrderId, status: OrderStatus) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let current = ledger.order(order).await.unwrap().map(|o| o.status);
+        if current == Some(status) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order {order}: {current:?}, expected {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn db_status(store: &Store, order: OrderId) -> Option<OrderStatus> {
+    store.status(order).await.unwrap().map(|(_, s)| s)
+}
+
+fn verify(activity: &ActivityId, database: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_seckillctl"))
+        .args(["verify", activity.as_str()])
+        .env("SECKILL_REDIS_URL", redis_url())
+        .env("SECKILL_DATABASE_URL", database)
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_clean(output: &std::process::Output) {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+async fn won(gw: &TestGateway, activity: &ActivityId, user: &str) -> OrderId {
+    let reply = gw.attempt(activity, user).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    OrderId::parse(reply.json["order_id"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unpaid_order_is_cancelled_after_the_window_and_its_stock_sold_again() {
+    let database = fresh_database().await;
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "timeout", 1, 1).await;
+    let writer = writer_with_window(
+        &database,
+        &[&activity],
+        Duration::from_secs(4),
+        Duration::from_secs(60),
+    )
+    .await;
+    let gw = TestGateway::start(&[]).await;
+
+    let first = won(&gw, &activity, "slowpoke").await;
+    assert_eq!(gw.attempt(&activity, "eager").await.error(), "sold_out");
+    ledger_status_becomes(&ledger, first, OrderStatus::Cancelled).await;
+    // The stock is back and every gateway has cleared its sold-out flag.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let reply = gw.attempt(&activity, "eager").await;
+        if reply.status == StatusCode::ACCEPTED {
+            break OrderId::parse(reply.json["order_id"].as_str().unwrap()).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stock never came back: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ledger_status_becomes(&ledger, second, OrderStatus::PendingPayment).await;
+    let store = Store::connect(&database, 2).await.unwrap();
+    assert_eq!(db_status(&store, first).await, Some(OrderStatus::Cancelled));
+    let view = gw
+        .get(&format!("/v1/orders/{first}"), Some(&token_for("slowpoke")))
+        .await;
+    assert_eq!(view.json["status"], "cancelled");
+    assert_clean(&verify(&activity, &database));
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_both() {
+    let database = fresh_database().await;
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "race", 2, 1).await;
+    let writer = writer_with_window(
+        &database,
+        &[&activity],
+        Duration::from_secs(6),
+        Duration::from_secs(60),
+    )
+    .await;
+    let gw = TestGateway::start(&[]).await;
+    let store = Store::connect(&database, 2).await.unwrap();
+    let keys = ActivityKeys::new(&activity);
+
+    // Paid inside the window: the timeout that fires later finds it paid and does nothing.
+    let paid = won(&gw, &activity, "payer").await;
+    ledger_status_becomes(&ledger, paid, OrderStatus::PendingPayment).await;
+    let reply = notify(&gw, &paid.to_string(), "pay-in-time", 4999, PAYMENT_SECRET).await;
+    assert_eq!(
+        (reply.status, reply.json["status"].as_str()),
+        (StatusCode::OK, Some("accepted")),
+        "{}",
+        reply.text
+    );
+    ledger_status_becomes(&ledger, paid, OrderStatus::Paid).await;
+
+    // Not paid in time: cancelled first, then the money arrives and goes back (refunding).
+    let late = won(&gw, &activity, "latecomer").await;
+    ledger_status_becomes(&ledger, late, OrderStatus::Cancelled).await;
+    let reply = notify(&gw, &late.to_string(), "pay-too-late", 4999, PAYMENT_SECRET).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    ledger_status_becomes(&ledger, late, OrderStatus::Refunding).await;
+
+    // Well past both windows: the paid order stayed paid.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(db_status(&store, paid).await, Some(OrderStatus::Paid));
+    assert_eq!(db_status(&store, late).await, Some(OrderStatus::Refunding));
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!(
+        (audit.sold, audit.reserved, audit.stock),
+        (1, 0, 1),
+        "one sold, one unit back on sale"
+    );
+    assert_eq!(store.payments(paid).await.unwrap().len(), 1);
+    assert_eq!(store.payments(late).await.unwrap().len(), 1);
+    assert_clean(&verify(&activity, &database));
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_duplicate_mismatched_and_unknown_notifications() {
+    let database = fresh_database().await;
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "notify", 5, 1).await;
+    let writer = writer_with_window(
+        &database,
+        &[&activity],
+        Duration::from_secs(1800),
+        Duration::from_secs(60),
+    )
+    .await;
+    let gw = TestGateway::start(&[]).await;
+    let store = Store::connect(&database, 2).await.unwrap();
+    let order = won(&gw, &activity, "buyer").await;
+    ledger_status_becomes(&ledger, order, OrderStatus::PendingPayment).await;
+
+    let forged = notify(
+        &gw,
+        &order.to_string(),
+        "p-forged",
+        4999,
+        "not-the-payment-secret-at-all",
+    )
+    .await;
+    assert_eq!(
+        (forged.status, forged.error()),
+        (StatusCode::UNAUTHORIZED, "bad_signature")
+    );
+    let unsigned = gw
+        .send_with(
+            Method::POST,
+            "/v1/payments/notify",
+            &[],
+            br#"{"order_id":"1","payment_id":"x","amount_cents":1}"#,
+        )
+        .await;
+    assert_eq!(unsigned.error(), "bad_signature");
+    let mismatch = notify(&gw, &order.to_string(), "p-wrong", 1, PAYMENT_SECRET).await;
+    assert_eq!(
+        (mismatch.status, mismatch.error()),
+        (StatusCode::CONFLICT, "amount_mismatch")
+    );
+    let unknown = notify(&gw, "424242", "p-unknown", 4999, PAYMENT_SECRET).await;
+    assert_eq!(
+        (unknown.status, unknown.error()),
+        (StatusCode::NOT_FOUND, "order_not_found")
+    );
+    let garbage = gw
+        .send_with(
+            Method::POST,
+            "/v1/payments/notify",
+            &[("x-signature", &signed("{", PAYMENT_SECRET))],
+            b"{",
+        )
+        .await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+    // None of that reached the writer.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(store.payments(order).await.unwrap().is_empty());
+    assert_eq!(
+        db_status(&store, order).await,
+        Some(OrderStatus::PendingPayment)
+    );
+
+    for _ in 0..3 {
+        let reply = notify(&gw, &order.to_string(), "p-real", 4999, PAYMENT_SECRET).await;
+        assert_eq!(
+            (reply.status, reply.json["status"].as_str()),
+            (StatusCode::OK, Some("accepted"))
+        );
+    }
+    ledger_status_becomes(&ledger, order, OrderStatus::Paid).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        store.payments(order).await.unwrap().len(),
+        1,
+        "a repeated notification is a no-op"
+    );
+    let audit = ledger
+        .audit(&ActivityKeys::new(&activity))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((audit.sold, audit.reserved), (1, 0));
+    assert_clean(&verify(&activity, &database));
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_owner_cancels_an_unpaid_order_but_not_a_paid_one_and_operators_refund() {
+    let database = fresh_database().await;
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "owner", 3, 1).await;
+    let writer = writer_with_window(
+        &database,
+        &[&activity],
+        Duration::from_secs(1800),
+        Duration::from_secs(60),
+    )
+    .await;
+    let gw = TestGateway::start(&[]).await;
+
+    let mine = won(&gw, &activity, "owner1").await;
+    let path = format!("/v1/orders/{mine}");
+    let stranger = gw
+        .send(Method::DELETE, &path, Some(&token_for("stranger")), b"")
+        .await;
+    assert_eq!(stranger.status, StatusCode::NOT_FOUND);
+    let cancel = gw
+        .send(Method::DELETE, &path, Some(&token_for("owner1")), b"")
+        .await;
+    assert_eq!(
+        (cancel.status, cancel.json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("cancelling")),
+        "{}",
+        cancel.text
+    );
+    ledger_status_becomes(&ledger, mine, OrderStatus::Cancelled).await;
+    let again = gw
+        .send(Method::DELETE, &path, Some(&token_for("owner1")), b"")
+        .await;
+    assert_eq!(
+        (again.status, again.json["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    assert_eq!(
+        ledger
+            .stock_left(&ActivityKeys::new(&activity))
+            .await
+            .unwrap(),
+        3
+    );
+
+    let paid = won(&gw, &activity, "owner2").await;
+    ledger_status_becomes(&ledger, paid, OrderStatus::PendingPayment).await;
+    assert_eq!(
+        notify(&gw, &paid.to_string(), "p-owner2", 4999, PAYMENT_SECRET)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    ledger_status_becomes(&ledger, paid, OrderStatus::Paid).await;
+    let refused = gw
+        .send(
+            Method::DELETE,
+            &format!("/v1/orders/{paid}"),
+            Some(&token_for("owner2")),
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.error()),
+        (StatusCode::CONFLICT, "not_cancellable")
+    );
+
+    let ctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_seckillctl"))
+            .args(args)
+            .env("SECKILL_REDIS_URL", redis_url())
+            .env("SECKILL_DATABASE_URL", &database)
+            .output()
+            .unwrap()
+    };
+    let show = ctl(&["order", "show", &paid.to_string()]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success()
+            && text.contains("paid (ledger), paid (database)")
+            && text.contains("p-owner2"),
+        "{text}"
+    );
+    let refund = ctl(&["order", "refund", &paid.to_string()]);
+    assert!(
+        refund.status.success(),
+        "{}",
+        String::from_utf8_lossy(&refund.stderr)
+    );
+    ledger_status_becomes(&ledger, paid, OrderStatus::Refunded).await;
+    let twice = ctl(&["order", "refund", &mine.to_string()]);
+    assert_eq!(
+        twice.status.code(),
+        Some(2),
+        "a cancelled, unpaid order cannot be refunded"
+    );
+    assert_eq!(ctl(&["order", "show", "99"]).status.code(), Some(2));
+    assert_clean(&verify(&activity, &database));
+    writer.shutdown().await;
+}
+
+/// Orders persisted as the writer would, but whose timeout message never went out.
+async fn overdue_orders(
+    ledger: &Ledger,
+    store: &Store,
+    activity: &ActivityId,
+    users: usize,
+) -> Vec<OrderId> {
+    let keys = ActivityKeys::new(activity);
+    let ids = seckill_core::id::IdGenerator::new(91);
+    let mut orders = Vec::new();
+    for i in 0..users {
+        let user = seckill_core::UserId::parse(&format!("lost{i}")).unwrap();
+        let attempt = seckill_core::ledger::Attempt {
+            user: &user,
+            quantity: 1,
+            channel: "app",
+        };
+        let seckill_core::ledger::DeductOutcome::Won { record, .. } =
+            ledger.deduct(&keys, attempt, &ids).await.unwrap()
+        else {
+            panic!()
+        };
+        orders.push(*record);
+    }
+    store
+        .insert_orders(&orders, OrderStatus::PendingPayment)
+        .await
+        .unwrap();
+    for order in &orders {
+        // What the gateway does after a win: make the order findable by id.
+        ledger.index_order(order.order_id, activity).await.unwrap();
+    }
+    for order in &orders {
+        ledger
+            .set_status(
+                &keys,
+                order.order_id,
+                OrderStatus::PendingPayment,
+                &[OrderStatus::Queued],
+            )
+            .await
+            .unwrap();
+    }
+    orders.iter().map(|o| o.order_id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_cancels_orders_whose_timeout_was_lost() {
+    let database = fresh_database().await;
+    let store = Store::connect(&database, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "sweep", 5, 1).await;
+    let lost = overdue_orders(&ledger, &store, &activity, 3).await;
+    // A writer whose window (1 s) is long over for these orders and that sweeps every second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writer = writer_with_window(
+        &database,
+        &[&activity],
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    )
+    .await;
+    for order in &lost {
+        ledger_status_becomes(&ledger, *order, OrderStatus::Cancelled).await;
+        assert_eq!(
+            db_status(&store, *order).await,
+            Some(OrderStatus::Cancelled)
+        );
+    }
+    assert_eq!(
+        ledger
+            .stock_left(&ActivityKeys::new(&activity))
+            .await
+            .unwrap(),
+        5
+    );
+    assert_clean(&verify(&activity, &database));
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_writers_sweeping_at_once_cancel_each_order_once() {
+    let database = fresh_database().await;
+    let store = Store::connect(&database, 8).await.unwrap();
+    store.migrate().await.unwrap();
+    let ledger = ledger_at(&redis_url()).await;
+    let activity = open(&ledger, "sweep2", 40, 1).await;
+    let lost = overdue_orders(&ledger, &store, &activity, 30).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Two writers' lifecycles sweep the same database at the same moment.
+    let runtime = MqRuntime::start("test-sweep").unwrap();
+    let a = Lifecycle::start(
+        &runtime,
+        DEFAULT_NAMESRV,
+        store.clone(),
+        ledger.clone(),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    let b = Lifecycle::start(
+        &runtime,
+        DEFAULT_NAMESRV,
+        store.clone(),
+        ledger.clone(),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    let (ra, rb) = tokio::join!(a.sweep(500), b.sweep(500));
+    assert_eq!(
+        ra.unwrap() + rb.unwrap(),
+        lost.len(),
+        "each order cancelled exactly once"
+    );
+    let audit = ledger
+        .audit(&ActivityKeys::new(&activity))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((audit.released, audit.stock, audit.reserved), (30, 40, 0));
+    assert_clean(&verify(&activity, &database));
+
+    // And the lease lets one writer of a group sweep at a time.
+    let lease = seckill_order_writer::sweep_lease(&format!("{activity}-group"));
+    assert!(ledger
+        .hold_lease(&lease, "writer-a", Duration::from_secs(5))
+        .await
+        .unwrap());
+    assert!(!ledger
+        .hold_lease(&lease, "writer-b", Duration::from_secs(5))
+        .await
+        .unwrap());
+    assert!(ledger
+        .hold_lease(&lease, "writer-a", Duration::from_secs(5))
+        .await
+        .unwrap());
+    let _ = Arc::new(());
+}

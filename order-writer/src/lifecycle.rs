@@ -1,0 +1,314 @@
+//! The order lifecycle after creation: payment, payment timeout, cancellation, refund.
+//!
+//! Every transition is one conditional update in PostgreSQL (see [`Store::transition`] and
+//! [`Store::record_payment`]), so of two racing transitions exactly one applies. The database
+//! decides; the ledger follows: after the commit the stock is confirmed (paid) or released
+//! (cancelled, with the sold-out flag cleared on every gateway), the status is mirrored, and an
+//! event (`ORDER_PAID`, `ORDER_CANCELLED`, …) goes out on `seckill_order_event`.
+//!
+//! If anything after the commit fails, the caller retries the whole step: the database answers
+//! "already there", and the ledger operations are idempotent, so the retry only completes what is
+//! missing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocketmq_client_rust::DefaultMQProducer;
+use rocketmq_model::common::message::message_single::Message;
+use seckill_core::event::LedgerEvent;
+use seckill_core::ledger::ReleaseOutcome;
+use seckill_core::mq::{self, MqError, MqRuntime, ORDER_EVENT_TOPIC};
+use seckill_core::{
+    ActivityId, ActivityKeys, Ledger, LedgerError, OrderId, OrderRecord, OrderStatus,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Payment, PaymentOutcome, Store, StoreError, Transition};
+
+pub use seckill_core::mq::{CancelReason, CancelRequest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Mq(#[from] MqError),
+    /// The order is not persisted yet (its creation is still on the way): retry later.
+    #[error("order {0} is not persisted yet")]
+    NotYetPersisted(OrderId),
+}
+
+/// What a cancellation came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// This call cancelled the order and gave its stock back.
+    Cancelled,
+    /// It was cancelled before (by a racing timeout, sweep or owner).
+    AlreadyCancelled,
+    /// It is paid (or past it): it stays as it is.
+    NotCancellable(OrderStatus),
+}
+
+/// A lifecycle event as published on `seckill_order_event`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusEvent {
+    pub event: String,
+    pub order_id: OrderId,
+    pub activity_id: String,
+    pub status: OrderStatus,
+}
+
+fn event_tag(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Queued => "ORDER_QUEUED",
+        OrderStatus::PendingPayment => "ORDER_CREATED",
+        OrderStatus::Paid => "ORDER_PAID",
+        OrderStatus::Cancelled => "ORDER_CANCELLED",
+        OrderStatus::Refunding => "ORDER_REFUNDING",
+        OrderStatus::Refunded => "ORDER_REFUNDED",
+    }
+}
+
+#[derive(Clone)]
+pub struct Lifecycle {
+    store: Store,
+    ledger: Ledger,
+    producer: Arc<DefaultMQProducer>,
+    window: Duration,
+}
+
+impl Lifecycle {
+    pub async fn start(
+        runtime: &MqRuntime,
+        namesrv: &str,
+        store: Store,
+        ledger: Ledger,
+        window: Duration,
+    ) -> Result<Self, MqError> {
+        let mut producer = DefaultMQProducer::builder(runtime.client_runtime())
+            .producer_group("seckill_order_lifecycle")
+            .name_server_addr(namesrv.to_owned())
+            .send_msg_timeout(3_000)
+            .build();
+        producer.start().await?;
+        Ok(Lifecycle {
+            store,
+            ledger,
+            producer: Arc::new(producer),
+            window,
+        })
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Schedules the payment timeout of new orders: a message delivered when the window ends.
+    /// A failed send is only logged: the sweep catches orders whose timeout never arrives.
+    pub async fn schedule_timeouts(&self, orders: &[OrderRecord]) {
+        for order in orders {
+            let deliver_at = order.created_at.max(0) as u64 + self.window.as_millis() as u64;
+            let message = mq::cancel_message(
+                &CancelRequest {
+                    order_id: order.order_id,
+                    reason: CancelReason::Timeout,
+                },
+                &order.activity_id,
+                Some(deliver_at),
+            );
+            if let Err(e) = self.producer.send(message).await {
+                tracing::warn!(order = order.order_id.0, error = %e, "timeout not scheduled; the sweep will catch it");
+            }
+        }
+    }
+
+    /// pending_payment → cancelled, then the stock goes back.
+    pub async fn cancel(&self, order_id: OrderId) -> Result<CancelOutcome, LifecycleError> {
+        match self
+            .store
+            .transition(
+                order_id,
+                &[OrderStatus::PendingPayment],
+                OrderStatus::Cancelled,
+            )
+            .await?
+        {
+            Transition::Applied { activity_id } => {
+                self.release(&activity_id, order_id).await?;
+                self.publish_event(order_id, &activity_id, OrderStatus::Cancelled)
+                    .await;
+                Ok(CancelOutcome::Cancelled)
+            }
+            Transition::Refused {
+                activity_id,
+                current: OrderStatus::Cancelled,
+            } => {
+                // Complete what a failed earlier attempt may have left undone (idempotent).
+                self.release(&activity_id, order_id).await?;
+                Ok(CancelOutcome::AlreadyCancelled)
+            }
+            Transition::Refused { current, .. } => Ok(CancelOutcome::NotCancellable(current)),
+            Transition::Missing => Err(LifecycleError::NotYetPersisted(order_id)),
+        }
+    }
+
+    /// Records a payment and applies it; a repeated notification is a no-op.
+    pub async fn pay(&self, payment: &Payment) -> Result<OrderStatus, LifecycleError> {
+        match self.store.record_payment(payment).await? {
+            PaymentOutcome::Paid { activity_id } => {
+                self.confirm(&activity_id, payment.order_id).await?;
+                self.publish_event(payment.order_id, &activity_id, OrderStatus::Paid)
+                    .await;
+                Ok(OrderStatus::Paid)
+            }
+            PaymentOutcome::Refunding { activity_id } => {
+                self.mirror(&activity_id, payment.order_id, OrderStatus::Refunding)
+                    .await?;
+                self.publish_event(payment.order_id, &activity_id, OrderStatus::Refunding)
+                    .await;
+                Ok(OrderStatus::Refunding)
+            }
+            PaymentOutcome::Duplicate {
+                activity_id,
+                current,
+            } => {
+                // Complete what a failed earlier attempt may have left undone (idempotent).
+                match current {
+                    OrderStatus::Paid => self.confirm(&activity_id, payment.order_id).await?,
+                    OrderStatus::Refunding | OrderStatus::Refunded => {
+                        self.mirror(&activity_id, payment.order_id, current).await?
+                    }
+                    _ => {}
+                }
+                Ok(current)
+            }
+            PaymentOutcome::Refused { current, .. } => Ok(current),
+            PaymentOutcome::Missing => Err(LifecycleError::NotYetPersisted(payment.order_id)),
+        }
+    }
+
+    /// Operator refund: paid or refunding (payment after cancellation) → refunding → refunded.
+    pub async fn refund(&self, order_id: OrderId) -> Result<OrderStatus, LifecycleError> {
+        let activity_id = match self
+            .store
+            .transition(order_id, &[OrderStatus::Paid], OrderStatus::Refunding)
+            .await?
+        {
+            Transition::Applied { activity_id } => {
+                self.mirror(&activity_id, order_id, OrderStatus::Refunding)
+                    .await?;
+                self.publish_event(order_id, &activity_id, OrderStatus::Refunding)
+                    .await;
+                activity_id
+            }
+            Transition::Refused {
+                activity_id,
+                current: OrderStatus::Refunding,
+            } => activity_id,
+            Transition::Refused { current, .. } => return Ok(current),
+            Transition::Missing => return Err(LifecycleError::NotYetPersisted(order_id)),
+        };
+        match self
+            .store
+            .transition(order_id, &[OrderStatus::Refunding], OrderStatus::Refunded)
+            .await?
+        {
+            Transition::Applied { .. }
+            | Transition::Refused {
+                current: OrderStatus::Refunded,
+                ..
+            } => {
+                self.mirror(&activity_id, order_id, OrderStatus::Refunded)
+                    .await?;
+                self.publish_event(order_id, &activity_id, OrderStatus::Refunded)
+                    .await;
+                Ok(OrderStatus::Refunded)
+            }
+            Transition::Refused { current, .. } => Ok(current),
+            Transition::Missing => Err(LifecycleError::NotYetPersisted(order_id)),
+        }
+    }
+
+    /// Cancels every order still unpaid a full window after its win. Returns how many.
+    pub async fn sweep(&self, limit: i64) -> Result<usize, LifecycleError> {
+        let mut cancelled = 0;
+        for order_id in self.store.overdue(self.window, limit).await? {
+            if self.cancel(order_id).await? == CancelOutcome::Cancelled {
+                cancelled += 1;
+            }
+        }
+        Ok(cancelled)
+    }
+
+    fn keys(activity_id: &str) -> Result<ActivityKeys, LifecycleError> {
+        let id = ActivityId::parse(activity_id).map_err(|e| {
+            LifecycleError::Ledger(LedgerError::Corrupt {
+                key: "orders.activity_id".into(),
+                detail: e,
+            })
+        })?;
+        Ok(ActivityKeys::new(&id))
+    }
+
+    async fn release(&self, activity_id: &str, order_id: OrderId) -> Result<(), LifecycleError> {
+        let keys = Self::keys(activity_id)?;
+        if let ReleaseOutcome::Released { .. } = self
+            .ledger
+            .release(&keys, order_id, OrderStatus::Cancelled)
+            .await?
+        {
+            // Stock came back: every gateway clears its sold-out flag.
+            self.ledger
+                .publish(&LedgerEvent::StockBack(keys.id.clone()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn confirm(&self, activity_id: &str, order_id: OrderId) -> Result<(), LifecycleError> {
+        let keys = Self::keys(activity_id)?;
+        self.ledger.confirm(&keys, order_id).await?;
+        Ok(())
+    }
+
+    async fn mirror(
+        &self,
+        activity_id: &str,
+        order_id: OrderId,
+        to: OrderStatus,
+    ) -> Result<(), LifecycleError> {
+        let keys = Self::keys(activity_id)?;
+        self.ledger
+            .set_status(&keys, order_id, to, &OrderStatus::sources(to))
+            .await?;
+        Ok(())
+    }
+
+    /// Lifecycle events are notifications after the commit: a failed send is logged.
+    async fn publish_event(&self, order_id: OrderId, activity_id: &str, status: OrderStatus) {
+        let tag = event_tag(status);
+        let body = serde_json::to_vec(&StatusEvent {
+            event: tag.to_owned(),
+            order_id,
+            activity_id: activity_id.to_owned(),
+            status,
+        })
+        .unwrap_or_default();
+        let message = Message::builder()
+            .topic(ORDER_EVENT_TOPIC)
+            .tags(tag)
+            .key(order_id.to_string())
+            .body_slice(&body)
+            .build_unchecked();
+        if let Err(e) = self.producer.send(message).await {
+            tracing::warn!(order = order_id.0, event = tag, error = %e, "lifecycle event not published");
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        let mut producer = DefaultMQProducer::clone(&self.producer);
+        producer.shutdown().await;
+    }
+}
