@@ -30,6 +30,7 @@ BIN="$CARGO_TARGET_DIR/release"
 mkdir -p "$OUT"
 
 export SECKILL_AUTH_SECRET="bench-secret-$(date +%s)-0123456789"
+export SECKILL_PAYMENT_SECRET="bench-payment-secret-$(date +%s)-0123456789"
 export SECKILL_LISTEN="127.0.0.1:$PORT"
 # The limits are not what is measured here: open them wide.
 export SECKILL_RATE_GLOBAL=100000000 SECKILL_RATE_PER_USER=100000
