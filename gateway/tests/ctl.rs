@@ -409,11 +409,12 @@ async fn verify_passes_a_clean_ledger_and_fails_a_doctored_one() {
             .await
             .unwrap();
     }
-    let clean = ctl(&["verify", id.as_str()]);
+    let clean = ctl(&["verify", "--ledger-only", id.as_str()]);
     assert_eq!(clean.status.code(), Some(0), "{}", stdout(&clean));
     assert!(stdout(&clean).contains("ledger OK"));
     let json: serde_json::Value =
-        serde_json::from_slice(&ctl(&["verify", id.as_str(), "--json"]).stdout).unwrap();
+        serde_json::from_slice(&ctl(&["verify", "--ledger-only", id.as_str(), "--json"]).stdout)
+            .unwrap();
     assert_eq!(
         (
             json["ok"].as_bool(),
@@ -426,7 +427,7 @@ async fn verify_passes_a_clean_ledger_and_fails_a_doctored_one() {
     // A buyer over the limit, written behind the ledger's back.
     let mut conn = ledger.connection();
     let _: () = conn.hincr(&keys.buyers, "v1", 1).await.unwrap();
-    let doctored = ctl(&["verify", id.as_str()]);
+    let doctored = ctl(&["verify", "--ledger-only", id.as_str()]);
     assert_eq!(doctored.status.code(), Some(1));
     assert!(
         stdout(&doctored).contains("FAIL per_user_limit"),
@@ -434,22 +435,29 @@ async fn verify_passes_a_clean_ledger_and_fails_a_doctored_one() {
         stdout(&doctored)
     );
     let _: () = conn.hincr(&keys.buyers, "v1", -1).await.unwrap();
-    assert_eq!(ctl(&["verify", id.as_str()]).status.code(), Some(0));
+    assert_eq!(
+        ctl(&["verify", "--ledger-only", id.as_str()]).status.code(),
+        Some(0)
+    );
 
     // The stock key altered: the ledger no longer balances.
     let _: () = conn.incr(&keys.stock, 5).await.unwrap();
     let json: serde_json::Value =
-        serde_json::from_slice(&ctl(&["verify", id.as_str(), "--json"]).stdout).unwrap();
+        serde_json::from_slice(&ctl(&["verify", "--ledger-only", id.as_str(), "--json"]).stdout)
+            .unwrap();
     assert_eq!(json["ok"], false);
     assert!(json["checks"]
         .as_array()
         .unwrap()
         .iter()
         .any(|c| c["name"] == "balanced" && c["ok"] == false));
-    assert_eq!(ctl(&["verify", id.as_str()]).status.code(), Some(1));
+    assert_eq!(
+        ctl(&["verify", "--ledger-only", id.as_str()]).status.code(),
+        Some(1)
+    );
 
     assert_fails(
-        &ctl(&["verify", fresh_id("ghost").as_str()]),
+        &ctl(&["verify", "--ledger-only", fresh_id("ghost").as_str()]),
         "unknown activity",
     );
 }

@@ -146,7 +146,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(OrderStatus::sources(Refunding), vec![Cancelled, Paid]);
+        assert_eq!(OrderStatus::sources(Refunding), vec![Paid, Cancelled]);
         assert_eq!(OrderStatus::parse("pending_payment"), Some(PendingPayment));
         assert_eq!(OrderStatus::parse("lost"), None);
     }
