@@ -1,10 +1,12 @@
 //! Phase 4, enqueue: winning orders go to RocketMQ (`seckill_order`, key = order id).
 //!
 //! Single sends are latency-bound (about 1.4k/s on this machine even with 64 concurrent
-//! senders) while batch sends of 64 reach about 80k/s, so concurrent winners are coalesced: the
-//! batcher collects orders until it has [`MAX_BATCH`] or [`LINGER`] has passed since the first,
-//! sends them in one `send_batch`, and resolves every waiting request with that batch's result.
-//! Up to [`SENDERS`] batches are in flight at once.
+//! senders) while batch sends of 64 reach about 80k/s, so concurrent winners are coalesced.
+//! The batching is adaptive, with no fixed wait: the batcher takes the next order, waits for one
+//! of [`SENDERS`] send slots, then adds every order that queued up meanwhile (up to
+//! [`MAX_BATCH`]) and sends them in one `send_batch`; every waiting request resolves with its
+//! batch's result. Under light load a winner is sent at once; under heavy load the slots are
+//! busy and batches grow by themselves.
 //!
 //! A confirmed order is then removed from the ledger's outbox. An order whose send failed or
 //! timed out stays there; the relay ([`crate::relay`]) republishes it.
@@ -20,8 +22,6 @@ use seckill_core::mq::{self, MqError, MqRuntime, MAX_BATCH};
 use seckill_core::{ActivityId, ActivityKeys, Ledger, OrderRecord};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// How long the batcher waits for more orders after the first one of a batch.
-pub const LINGER: Duration = Duration::from_millis(1);
 /// Batches in flight at once.
 pub const SENDERS: usize = 8;
 /// The broker's own deadline for one batch send.
@@ -135,18 +135,18 @@ async fn batch_loop(
     let senders = Arc::new(Semaphore::new(SENDERS));
     let mut tasks = tokio::task::JoinSet::new();
     while let Some(first) = receiver.recv().await {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        batch.push(first);
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(pending)) => batch.push(pending),
-                _ => break,
-            }
-        }
+        // Waiting for a slot is what lets a batch grow under load.
         let Ok(permit) = senders.clone().acquire_owned().await else {
             break;
         };
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
         let (producer, ledger, healthy) = (producer.clone(), ledger.clone(), healthy.clone());
         tasks.spawn(async move {
             let confirmed = send(&producer, &healthy, batch.iter().map(|p| &p.order))
