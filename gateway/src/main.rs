@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use seckill_core::process::{init_tracing, shutdown_signal};
+use seckill_core::process::{run_service, shutdown_signal};
 use seckill_gateway::config::Config;
 use seckill_gateway::Gateway;
 
@@ -29,18 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(config.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("seckill-gateway: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    run_service("seckill-gateway", config.log_json, || async {
         match Gateway::build(config).await {
             Ok(gateway) => {
                 gateway.run_until(shutdown_signal()).await;

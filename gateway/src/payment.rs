@@ -14,14 +14,13 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use seckill_core::mq::{self, CancelReason, CancelRequest, Payment};
-use seckill_core::time::now_unix;
 use seckill_core::{OrderId, OrderStatus};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::attempt::ledger_refusal;
 use crate::outcome::Refusal;
-use crate::{auth, App};
+use crate::App;
 
 /// How long a notification or cancel request waits for the broker before the answer is 503.
 const SEND_WAIT: Duration = Duration::from_secs(2);
@@ -106,15 +105,8 @@ pub async fn cancel(
     headers: &HeaderMap,
     order_id: &str,
 ) -> Result<(bool, Cancelling), Refusal> {
-    let user = auth::authenticate(headers, app.config.auth_secret.expose(), now_unix())?;
-    let order_id = OrderId::parse(order_id).map_err(|_| Refusal::OrderNotFound)?;
-    let order = app
-        .ledger
-        .order(order_id)
-        .await
-        .map_err(|e| ledger_refusal(&e, "reading order"))?
-        .filter(|o| o.user_id == user.as_str())
-        .ok_or(Refusal::OrderNotFound)?;
+    let order = crate::query::owned_order(app, headers, order_id).await?;
+    let order_id = order.order_id;
     match order.status {
         OrderStatus::Cancelled => Ok((
             false,

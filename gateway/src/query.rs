@@ -2,7 +2,7 @@
 
 use http::HeaderMap;
 use seckill_core::time::{now_ms, now_unix};
-use seckill_core::{ActivityId, OrderId};
+use seckill_core::{ActivityId, OrderId, OrderRecord};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -80,17 +80,25 @@ pub async fn activity(app: &App, id: &str) -> Result<ActivityView, Refusal> {
     })
 }
 
-pub async fn order(app: &App, headers: &HeaderMap, order_id: &str) -> Result<OrderView, Refusal> {
+/// The order `order_id` if the bearer token's user owns it. Someone else's order is answered
+/// exactly like a missing one (404), so ids cannot be probed.
+pub async fn owned_order(
+    app: &App,
+    headers: &HeaderMap,
+    order_id: &str,
+) -> Result<OrderRecord, Refusal> {
     let user = auth::authenticate(headers, app.config.auth_secret.expose(), now_unix())?;
     let order_id = OrderId::parse(order_id).map_err(|_| Refusal::OrderNotFound)?;
-    let record = app
-        .ledger
+    app.ledger
         .order(order_id)
         .await
         .map_err(|e| ledger_refusal(&e, "reading order"))?
-        // Someone else's order is answered exactly like a missing one.
         .filter(|record| record.user_id == user.as_str())
-        .ok_or(Refusal::OrderNotFound)?;
+        .ok_or(Refusal::OrderNotFound)
+}
+
+pub async fn order(app: &App, headers: &HeaderMap, order_id: &str) -> Result<OrderView, Refusal> {
+    let record = owned_order(app, headers, order_id).await?;
     Ok(OrderView {
         order_id: record.order_id,
         activity_id: record.activity_id,

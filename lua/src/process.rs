@@ -35,3 +35,23 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+/// The body of a service binary: tracing, a multi-threaded runtime, then `service` (which
+/// returns the exit code). Start-up failures print one clear line and exit non-zero.
+pub fn run_service<F, Fut>(name: &str, log_json: bool, service: F) -> std::process::ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = std::process::ExitCode>,
+{
+    init_tracing(log_json);
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(service()),
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -146,101 +146,81 @@ impl MessageListenerConcurrently for OrderListener {
     }
 }
 
-/// Runs one lifecycle step per message on a blocking client thread; a step that fails (or
-/// meets an order not persisted yet) is redelivered.
-fn consume_each<T: serde::de::DeserializeOwned>(
-    handle: &Handle,
-    filter: &ActivityFilter,
-    stopping: &AtomicBool,
-    msgs: &[&MessageExt],
-    what: &str,
-    step: impl Fn(T) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>,
-) -> ConsumeConcurrentlyStatus {
-    if stopping.load(Ordering::Acquire) {
-        return ConsumeConcurrentlyStatus::ReconsumeLater;
-    }
-    for msg in msgs.iter().filter(|m| filter.wants(m)) {
-        let body = msg.get_body().map(|b| b.as_ref()).unwrap_or_default();
-        let item: T = match serde_json::from_slice(body) {
-            Ok(item) => item,
-            Err(e) => {
-                tracing::error!(error = %e, msg_id = %msg.msg_id(), "dropping undecodable {what} message");
-                continue;
-            }
-        };
-        if let Err(e) = handle.block_on(step(item)) {
-            tracing::warn!(error = %e, "{what} not applied; it will be redelivered");
-            return ConsumeConcurrentlyStatus::ReconsumeLater;
+/// One lifecycle step, applied to one decoded message.
+type Step<T> =
+    fn(
+        crate::lifecycle::Lifecycle,
+        T,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// A consumer of lifecycle messages (`T`): each message is one step, run on a blocking client
+/// thread through the captured runtime handle. A step that fails (or meets an order not
+/// persisted yet) makes the batch be redelivered; steps are idempotent, so that is safe.
+pub struct StepListener<T> {
+    pub handle: Handle,
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    pub filter: ActivityFilter,
+    pub stopping: Arc<AtomicBool>,
+    /// For logs.
+    pub what: &'static str,
+    pub step: Step<T>,
+}
+
+impl<T: serde::de::DeserializeOwned + Send + Sync + 'static> MessageListenerConcurrently
+    for StepListener<T>
+{
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
         }
+        for msg in msgs.iter().filter(|m| self.filter.wants(m)) {
+            let body = msg.get_body().map(|b| b.as_ref()).unwrap_or_default();
+            let item: T = match serde_json::from_slice(body) {
+                Ok(item) => item,
+                Err(e) => {
+                    tracing::error!(error = %e, msg_id = %msg.msg_id(), "dropping undecodable {} message", self.what);
+                    continue;
+                }
+            };
+            if let Err(e) = self
+                .handle
+                .block_on((self.step)(self.lifecycle.clone(), item))
+            {
+                tracing::warn!(error = %e, "{} not applied; it will be redelivered", self.what);
+                return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
+            }
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
     }
-    ConsumeConcurrentlyStatus::ConsumeSuccess
 }
 
 /// `seckill_order_timeout`: payment windows that ended, and owners' cancellations.
-pub struct CancelListener {
-    pub handle: Handle,
-    pub lifecycle: crate::lifecycle::Lifecycle,
-    pub filter: ActivityFilter,
-    pub stopping: Arc<AtomicBool>,
-}
-
-impl MessageListenerConcurrently for CancelListener {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _context: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let lifecycle = self.lifecycle.clone();
-        Ok(consume_each(
-            &self.handle,
-            &self.filter,
-            &self.stopping,
-            msgs,
-            "cancel",
-            move |request: crate::lifecycle::CancelRequest| {
-                let lifecycle = lifecycle.clone();
-                Box::pin(async move {
-                    let outcome = lifecycle
-                        .cancel(request.order_id)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tracing::info!(order = request.order_id.0, reason = ?request.reason, ?outcome, "cancel request handled");
-                    Ok(())
-                })
-            },
-        ))
-    }
+pub fn cancel_step(
+    lifecycle: crate::lifecycle::Lifecycle,
+    request: crate::lifecycle::CancelRequest,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+    Box::pin(async move {
+        let outcome = lifecycle
+            .cancel(request.order_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(order = request.order_id.0, reason = ?request.reason, ?outcome, "cancel request handled");
+        Ok(())
+    })
 }
 
 /// `seckill_payment`: payment notifications accepted by the gateway.
-pub struct PaymentListener {
-    pub handle: Handle,
-    pub lifecycle: crate::lifecycle::Lifecycle,
-    pub filter: ActivityFilter,
-    pub stopping: Arc<AtomicBool>,
-}
-
-impl MessageListenerConcurrently for PaymentListener {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _context: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let lifecycle = self.lifecycle.clone();
-        Ok(consume_each(
-            &self.handle,
-            &self.filter,
-            &self.stopping,
-            msgs,
-            "payment",
-            move |payment: crate::store::Payment| {
-                let lifecycle = lifecycle.clone();
-                Box::pin(async move {
-                    let status = lifecycle.pay(&payment).await.map_err(|e| e.to_string())?;
-                    tracing::info!(order = payment.order_id.0, payment = %payment.payment_id, status = status.as_str(), "payment handled");
-                    Ok(())
-                })
-            },
-        ))
-    }
+pub fn payment_step(
+    lifecycle: crate::lifecycle::Lifecycle,
+    payment: crate::store::Payment,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+    Box::pin(async move {
+        let status = lifecycle.pay(&payment).await.map_err(|e| e.to_string())?;
+        tracing::info!(order = payment.order_id.0, payment = %payment.payment_id, status = status.as_str(), "payment handled");
+        Ok(())
+    })
 }

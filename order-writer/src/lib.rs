@@ -34,7 +34,7 @@ use seckill_core::{Ledger, LedgerError};
 
 use crate::config::{StartAt, WriterConfig};
 use crate::consume::OrderListener;
-use crate::consume::{ActivityFilter, CancelListener, PaymentListener};
+use crate::consume::{cancel_step, payment_step, ActivityFilter, StepListener};
 use crate::lifecycle::Lifecycle;
 use crate::persist::Persister;
 use crate::store::{Store, StoreError};
@@ -180,11 +180,13 @@ impl Writer {
             .subscribe(ORDER_TIMEOUT_TOPIC, "*")
             .await
             .map_err(MqError::from)?;
-        cancels.register_message_listener_concurrently(CancelListener {
+        cancels.register_message_listener_concurrently(StepListener {
             handle: handle.clone(),
             lifecycle: lifecycle.clone(),
             filter: filter.clone(),
             stopping: stopping.clone(),
+            what: "cancel",
+            step: cancel_step,
         });
         let mut payments = consumer(
             &mq,
@@ -196,11 +198,13 @@ impl Writer {
             .subscribe(PAYMENT_TOPIC, "*")
             .await
             .map_err(MqError::from)?;
-        payments.register_message_listener_concurrently(PaymentListener {
+        payments.register_message_listener_concurrently(StepListener {
             handle,
             lifecycle: lifecycle.clone(),
             filter: filter.clone(),
             stopping: stopping.clone(),
+            what: "payment",
+            step: payment_step,
         });
         let mut consumers = vec![orders, cancels, payments];
         for consumer in &mut consumers {

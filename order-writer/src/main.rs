@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use seckill_core::process::{init_tracing, shutdown_signal};
+use seckill_core::process::{run_service, shutdown_signal};
 use seckill_order_writer::config::WriterConfig;
 use seckill_order_writer::Writer;
 
@@ -15,18 +15,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(config.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("seckill-order-writer: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    run_service("seckill-order-writer", config.log_json, || async {
         match Writer::start(&config).await {
             Ok(writer) => {
                 shutdown_signal().await;
