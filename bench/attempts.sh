@@ -43,7 +43,10 @@ run_id="bench-$(date +%s)"
 pids=""
 trap 'kill $pids 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 if [ "$WRITER" = 1 ]; then
-  SECKILL_DATABASE_URL="$DATABASE_URL" RUST_LOG=warn "$BIN/seckill-order-writer" >"$OUT/writer.log" 2>&1 &
+  # A writer group of this run's own, dedicated to this activity: the figures are this sale's.
+  SECKILL_DATABASE_URL="$DATABASE_URL" SECKILL_WRITER_GROUP="bench_$run_id" \
+    SECKILL_WRITER_ACTIVITIES="$run_id" SECKILL_WRITER_START_AT="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    RUST_LOG=warn "$BIN/seckill-order-writer" >"$OUT/writer.log" 2>&1 &
   pids="$pids $!"
   echo "== order writer started; letting its consumer join (20 s)"
   sleep 20

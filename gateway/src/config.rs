@@ -47,6 +47,8 @@ pub struct Config {
     pub rocketmq_namesrv: String,
     /// `SECKILL_REDIS_CONNECTIONS`: multiplexed connections in the pool.
     pub redis_connections: usize,
+    /// `SECKILL_PUBLISH_SENDERS` and `SECKILL_PUBLISH_LINGER_US`: enqueue batching.
+    pub batching: crate::publish::Batching,
     /// `SECKILL_LOG_JSON`: `1`/`true` for JSON log lines.
     pub log_json: bool,
 }
@@ -71,6 +73,8 @@ struct FileConfig {
     max_inflight: Option<usize>,
     redis_connections: Option<usize>,
     rocketmq_namesrv: Option<String>,
+    publish_senders: Option<usize>,
+    publish_linger_us: Option<u64>,
     log_json: Option<bool>,
 }
 
@@ -176,7 +180,28 @@ impl Config {
                 "SECKILL_PAYMENT_SECRET must be at least 16 bytes long".into(),
             ));
         }
+        let defaults = crate::publish::Batching::default();
+        let batching = crate::publish::Batching {
+            senders: pick(
+                "SECKILL_PUBLISH_SENDERS",
+                &env,
+                file.publish_senders,
+                defaults.senders,
+            )?,
+            linger: std::time::Duration::from_micros(pick(
+                "SECKILL_PUBLISH_LINGER_US",
+                &env,
+                file.publish_linger_us,
+                defaults.linger.as_micros() as u64,
+            )?),
+        };
+        if batching.senders == 0 {
+            return Err(ConfigError(
+                "SECKILL_PUBLISH_SENDERS must be at least 1".into(),
+            ));
+        }
         let config = Config {
+            batching,
             payment_secret: Secret::new(payment_secret),
             listen,
             redis_url,

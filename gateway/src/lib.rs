@@ -124,9 +124,14 @@ impl Gateway {
             source,
         };
         let mq = MqRuntime::start("gateway").map_err(mq_error)?;
-        let publisher = Publisher::start(&mq, &config.rocketmq_namesrv, ledger.clone())
-            .await
-            .map_err(mq_error)?;
+        let publisher = Publisher::start(
+            &mq,
+            &config.rocketmq_namesrv,
+            ledger.clone(),
+            config.batching,
+        )
+        .await
+        .map_err(mq_error)?;
         let app = App {
             publisher,
             limits: Limits::new(

@@ -2,11 +2,11 @@
 //!
 //! Single sends are latency-bound (about 1.4k/s on this machine even with 64 concurrent
 //! senders) while batch sends of 64 reach about 80k/s, so concurrent winners are coalesced.
-//! The batching is adaptive, with no fixed wait: the batcher takes the next order, waits for one
-//! of [`SENDERS`] send slots, then adds every order that queued up meanwhile (up to
-//! [`MAX_BATCH`]) and sends them in one `send_batch`; every waiting request resolves with its
-//! batch's result. Under light load a winner is sent at once; under heavy load the slots are
-//! busy and batches grow by themselves.
+//! The batcher takes the next order, waits for one of `senders` send slots, then adds every
+//! order that queued up meanwhile and, for up to `linger`, those that arrive next (up to
+//! [`MAX_BATCH`]), and sends them in one `send_batch`; every waiting request resolves with its
+//! batch's result. Busy slots make batches grow by themselves; the linger trades a little
+//! latency for bigger batches, which matters when the broker shares the machine's cores.
 //!
 //! A confirmed order is then removed from the ledger's outbox. An order whose send failed or
 //! timed out stays there; the relay ([`crate::relay`]) republishes it.
@@ -22,8 +22,23 @@ use seckill_core::mq::{self, MqError, MqRuntime, MAX_BATCH};
 use seckill_core::{ActivityId, ActivityKeys, Ledger, OrderRecord};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// Batches in flight at once.
-pub const SENDERS: usize = 8;
+/// How winners are batched (`SECKILL_PUBLISH_SENDERS`, `SECKILL_PUBLISH_LINGER_US`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batching {
+    /// Batches in flight at once.
+    pub senders: usize,
+    /// How long a batch waits for more orders once it has a send slot.
+    pub linger: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            senders: 4,
+            linger: Duration::from_micros(1000),
+        }
+    }
+}
 /// The broker's own deadline for one batch send.
 const SEND_TIMEOUT_MS: u64 = 3_000;
 /// Queue between requests and the batcher; when full, requests wait (backpressure).
@@ -49,6 +64,7 @@ impl Publisher {
         runtime: &MqRuntime,
         namesrv: &str,
         ledger: Ledger,
+        batching: Batching,
     ) -> Result<Self, MqError> {
         let mut producer = DefaultMQProducer::builder(runtime.client_runtime())
             .producer_group("seckill_gateway")
@@ -66,6 +82,7 @@ impl Publisher {
             producer.clone(),
             ledger.clone(),
             healthy.clone(),
+            batching,
         ));
         Ok(Publisher {
             queue,
@@ -131,8 +148,9 @@ async fn batch_loop(
     producer: Arc<DefaultMQProducer>,
     ledger: Ledger,
     healthy: Arc<AtomicBool>,
+    batching: Batching,
 ) {
-    let senders = Arc::new(Semaphore::new(SENDERS));
+    let senders = Arc::new(Semaphore::new(batching.senders.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     while let Some(first) = receiver.recv().await {
         // Waiting for a slot is what lets a batch grow under load.
@@ -141,10 +159,15 @@ async fn batch_loop(
         };
         let mut batch = Vec::with_capacity(MAX_BATCH);
         batch.push(first);
+        let deadline = tokio::time::Instant::now() + batching.linger;
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(pending) => batch.push(pending),
-                Err(_) => break,
+                Err(_) if batching.linger.is_zero() => break,
+                Err(_) => match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(pending)) => batch.push(pending),
+                    _ => break,
+                },
             }
         }
         let (producer, ledger, healthy) = (producer.clone(), ledger.clone(), healthy.clone());

@@ -82,22 +82,28 @@ pub async fn persist_and_mirror(
         .collect();
     persister.persist(orders).await.map_err(|e| e.to_string())?;
     let mut keys: HashMap<String, ActivityKeys> = HashMap::new();
-    for (activity, order_id) in refs {
-        let Ok(id) = ActivityId::parse(&activity) else {
-            continue;
-        };
-        let keys = keys
-            .entry(activity)
-            .or_insert_with(|| ActivityKeys::new(&id));
-        ledger
-            .set_status(
-                keys,
-                order_id,
-                OrderStatus::PendingPayment,
-                &[OrderStatus::Queued],
-            )
-            .await
-            .map_err(|e| format!("mirroring order {order_id}: {e}"))?;
+    for (activity, _) in &refs {
+        if let (false, Ok(id)) = (keys.contains_key(activity), ActivityId::parse(activity)) {
+            keys.insert(activity.clone(), ActivityKeys::new(&id));
+        }
+    }
+    // Concurrent, so the multiplexed Redis connection pipelines the whole batch.
+    let mirrors = refs.iter().filter_map(|(activity, order_id)| {
+        let keys = keys.get(activity)?;
+        Some(async move {
+            ledger
+                .set_status(
+                    keys,
+                    *order_id,
+                    OrderStatus::PendingPayment,
+                    &[OrderStatus::Queued],
+                )
+                .await
+                .map_err(|e| format!("mirroring order {order_id}: {e}"))
+        })
+    });
+    for mirrored in futures_util::future::join_all(mirrors).await {
+        mirrored?;
     }
     tracing::debug!(
         orders = count,

@@ -108,7 +108,8 @@ impl Lifecycle {
     /// Schedules the payment timeout of new orders: a message delivered when the window ends.
     /// A failed send is only logged: the sweep catches orders whose timeout never arrives.
     pub async fn schedule_timeouts(&self, orders: &[OrderRecord]) {
-        for order in orders {
+        // Timer messages cannot share a batch send; send them concurrently instead.
+        let sends = orders.iter().map(|order| {
             let deliver_at = order.created_at.max(0) as u64 + self.window.as_millis() as u64;
             let message = mq::cancel_message(
                 &CancelRequest {
@@ -118,10 +119,13 @@ impl Lifecycle {
                 &order.activity_id,
                 Some(deliver_at),
             );
-            if let Err(e) = self.producer.send(message).await {
-                tracing::warn!(order = order.order_id.0, error = %e, "timeout not scheduled; the sweep will catch it");
+            async move {
+                if let Err(e) = self.producer.send(message).await {
+                    tracing::warn!(order = order.order_id.0, error = %e, "timeout not scheduled; the sweep will catch it");
+                }
             }
-        }
+        });
+        futures_util::future::join_all(sends).await;
     }
 
     /// pending_payment → cancelled, then the stock goes back.
