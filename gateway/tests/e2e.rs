@@ -14,7 +14,7 @@ use common::stack::*;
 use common::*;
 use http::StatusCode;
 use rocketmq_client_rust::LocalTransactionState;
-use seckill_core::mq::{self, MqRuntime, DEFAULT_NAMESRV, ORDER_CREATED};
+use seckill_core::mq::{self, MqRuntime, ORDER_CREATED};
 use seckill_core::{ActivityKeys, OrderStatus};
 use seckill_order_writer::consume::persist_and_mirror;
 use seckill_order_writer::persist::{LocalTransaction, OrderEvent, Persister};
@@ -70,11 +70,12 @@ async fn crowd(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
+    let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let ledger = ledger_at(&redis_url()).await;
     let activity = open(&ledger, "e2e", 40, 1).await;
-    let writer = start_writer(&database, DEFAULT_NAMESRV, &[&activity]).await;
-    let gw = Arc::new(TestGateway::start(&[]).await);
+    let writer = start_writer(&database, &mq.namesrv, &[&activity]).await;
+    let gw = Arc::new(TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await);
 
     let won = crowd(&gw, &activity, "buyer", 150).await;
     assert_eq!(won.len(), 40, "exactly the stock wins");
@@ -128,13 +129,14 @@ async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
     assert_verified(&seckillctl(
         &["verify", activity.as_str()],
         &database,
-        DEFAULT_NAMESRV,
+        &mq.namesrv,
     ));
     writer.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_reads_the_database() {
+    let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let store = Store::connect(&database, 4).await.unwrap();
     store.migrate().await.unwrap();
@@ -165,7 +167,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
 
     // The same batch persisted three times through the real transactional path: one row each.
     let runtime = MqRuntime::start("test-dup").unwrap();
-    let persister = Persister::start(&runtime, DEFAULT_NAMESRV, store.clone())
+    let persister = Persister::start(&runtime, &mq.namesrv, store.clone())
         .await
         .unwrap();
     for _ in 0..3 {
@@ -212,21 +214,22 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
     assert_verified(&seckillctl(
         &["verify", activity.as_str()],
         &database,
-        DEFAULT_NAMESRV,
+        &mq.namesrv,
     ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_once() {
+    let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let ledger = ledger_at(&redis_url()).await;
     let activity = open(&ledger, "kill", 400, 1).await;
-    let config = writer_config(&database, DEFAULT_NAMESRV, &[&activity]);
+    let config = writer_config(&database, &mq.namesrv, &[&activity]);
     let start_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let writer = WriterProcess::spawn(&config, &start_at);
-    let gw = Arc::new(TestGateway::start(&[]).await);
+    let gw = Arc::new(TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await);
     let store = Store::connect(&database, 2).await.unwrap();
 
     // A stream of orders: waves of buyers while the writer works.
@@ -265,7 +268,7 @@ async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_on
     assert_verified(&seckillctl(
         &["verify", activity.as_str()],
         &database,
-        DEFAULT_NAMESRV,
+        &mq.namesrv,
     ));
 }
 
@@ -346,6 +349,7 @@ async fn broker_stopped_while_taking_orders_then_restarted_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconcile_republishes_what_the_database_lacks() {
+    let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let ledger = ledger_at(&redis_url()).await;
     let activity = open(&ledger, "reconcile", 10, 1).await;
@@ -367,16 +371,12 @@ async fn reconcile_republishes_what_the_database_lacks() {
             .await
             .unwrap();
     }
-    let writer = start_writer(&database, DEFAULT_NAMESRV, &[&activity]).await;
-    let out = seckillctl(&["verify", activity.as_str()], &database, DEFAULT_NAMESRV);
+    let writer = start_writer(&database, &mq.namesrv, &[&activity]).await;
+    let out = seckillctl(&["verify", activity.as_str()], &database, &mq.namesrv);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL every_order_persisted"));
 
-    let out = seckillctl(
-        &["reconcile", activity.as_str()],
-        &database,
-        DEFAULT_NAMESRV,
-    );
+    let out = seckillctl(&["reconcile", activity.as_str()], &database, &mq.namesrv);
     assert!(
         out.status.success(),
         "{}",
@@ -393,7 +393,7 @@ async fn reconcile_republishes_what_the_database_lacks() {
     assert_verified(&seckillctl(
         &["verify", activity.as_str()],
         &database,
-        DEFAULT_NAMESRV,
+        &mq.namesrv,
     ));
     writer.shutdown().await;
     let _ = mq::ORDER_TOPIC;

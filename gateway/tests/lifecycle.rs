@@ -13,7 +13,7 @@ use common::stack::*;
 use common::*;
 use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
-use seckill_core::mq::{MqRuntime, DEFAULT_NAMESRV};
+use seckill_core::mq::MqRuntime;
 use seckill_core::{ActivityId, ActivityKeys, Ledger, OrderId, OrderStatus};
 use seckill_order_writer::lifecycle::Lifecycle;
 use seckill_order_writer::store::Store;
@@ -22,12 +22,13 @@ use seckill_order_writer::Writer;
 const WAIT: Duration = Duration::from_secs(90);
 
 async fn writer_with_window(
+    namesrv: &str,
     database: &str,
     activities: &[&ActivityId],
     window: Duration,
     sweep: Duration,
 ) -> Writer {
-    let mut config = writer_config(database, DEFAULT_NAMESRV, activities);
+    let mut config = writer_config(database, namesrv, activities);
     config.payment_window = window;
     config.sweep_every = sweep;
     Writer::start(&config).await.unwrap()
@@ -106,17 +107,20 @@ async fn won(gw: &TestGateway, activity: &ActivityId, user: &str) -> OrderId {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unpaid_order_is_cancelled_after_the_window_and_its_stock_sold_again() {
+    // A broker of this test's own: no other test's traffic, no history to replay.
+    let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let ledger = ledger_at(&redis_url()).await;
     let activity = open(&ledger, "timeout", 1, 1).await;
     let writer = writer_with_window(
+        &mq.namesrv,
         &database,
         &[&activity],
         Duration::from_secs(4),
         Duration::from_secs(60),
     )
     .await;
-    let gw = TestGateway::start(&[]).await;
+    let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
 
     let first = won(&gw, &activity, "slowpoke").await;
     assert_eq!(gw.attempt(&activity, "eager").await.error(), "sold_out");
@@ -148,17 +152,20 @@ async fn an_unpaid_order_is_cancelled_after_the_window_and_its_stock_sold_again(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_both() {
+    // A broker of this test's own: no other test's traffic, no history to replay.
+    let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let ledger = ledger_at(&redis_url()).await;
     let activity = open(&ledger, "race", 2, 1).await;
     let writer = writer_with_window(
+        &mq.namesrv,
         &database,
         &[&activity],
         Duration::from_secs(6),
         Duration::from_secs(60),
     )
     .await;
-    let gw = TestGateway::start(&[]).await;
+    let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
     let store = Store::connect(&database, 2).await.unwrap();
     let keys = ActivityKeys::new(&activity);
 
@@ -199,17 +206,20 @@ async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_duplicate_mismatched_and_unknown_notifications() {
+    // A broker of this test's own: no other test's traffic, no history to replay.
+    let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let ledger = ledger_at(&redis_url()).await;
     let activity = open(&ledger, "notify", 5, 1).await;
     let writer = writer_with_window(
+        &mq.namesrv,
         &database,
         &[&activity],
         Duration::from_secs(1800),
         Duration::from_secs(60),
     )
     .await;
-    let gw = TestGateway::start(&[]).await;
+    let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
     let store = Store::connect(&database, 2).await.unwrap();
     let order = won(&gw, &activity, "buyer").await;
     ledger_status_becomes(&ledger, order, OrderStatus::PendingPayment).await;
@@ -288,17 +298,20 @@ async fn forged_duplicate_mismatched_and_unknown_notifications() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_owner_cancels_an_unpaid_order_but_not_a_paid_one_and_operators_refund() {
+    // A broker of this test's own: no other test's traffic, no history to replay.
+    let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let ledger = ledger_at(&redis_url()).await;
     let activity = open(&ledger, "owner", 3, 1).await;
     let writer = writer_with_window(
+        &mq.namesrv,
         &database,
         &[&activity],
         Duration::from_secs(1800),
         Duration::from_secs(60),
     )
     .await;
-    let gw = TestGateway::start(&[]).await;
+    let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
 
     let mine = won(&gw, &activity, "owner1").await;
     let path = format!("/v1/orders/{mine}");
@@ -435,6 +448,8 @@ async fn overdue_orders(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sweep_cancels_orders_whose_timeout_was_lost() {
+    // A broker of this test's own: no other test's traffic, no history to replay.
+    let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let store = Store::connect(&database, 4).await.unwrap();
     store.migrate().await.unwrap();
@@ -444,6 +459,7 @@ async fn the_sweep_cancels_orders_whose_timeout_was_lost() {
     // A writer whose window (1 s) is long over for these orders and that sweeps every second.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let writer = writer_with_window(
+        &mq.namesrv,
         &database,
         &[&activity],
         Duration::from_secs(1),
@@ -470,6 +486,8 @@ async fn the_sweep_cancels_orders_whose_timeout_was_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_writers_sweeping_at_once_cancel_each_order_once() {
+    // A broker of this test's own: no other test's traffic, no history to replay.
+    let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let store = Store::connect(&database, 8).await.unwrap();
     store.migrate().await.unwrap();
@@ -482,7 +500,7 @@ async fn two_writers_sweeping_at_once_cancel_each_order_once() {
     let runtime = MqRuntime::start("test-sweep").unwrap();
     let a = Lifecycle::start(
         &runtime,
-        DEFAULT_NAMESRV,
+        &mq.namesrv,
         store.clone(),
         ledger.clone(),
         Duration::from_secs(1),
@@ -491,7 +509,7 @@ async fn two_writers_sweeping_at_once_cancel_each_order_once() {
     .unwrap();
     let b = Lifecycle::start(
         &runtime,
-        DEFAULT_NAMESRV,
+        &mq.namesrv,
         store.clone(),
         ledger.clone(),
         Duration::from_secs(1),
