@@ -156,7 +156,7 @@ async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_
     let mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "race", 2, 1).await;
+    let activity = open(&ledger, "race", 3, 1).await;
     let writer = writer_with_window(
         &mq.namesrv,
         &database,
@@ -168,6 +168,21 @@ async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_
     let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
     let store = Store::connect(&database, 2).await.unwrap();
     let keys = ActivityKeys::new(&activity);
+
+    // The window runs from the win: start the clock only once this fresh writer's consumers
+    // (orders, payments) are live; a first rebalance can take longer than the window.
+    let warm_up = won(&gw, &activity, "warmup").await;
+    ledger_status_becomes(&ledger, warm_up, OrderStatus::PendingPayment).await;
+    let reply = notify(
+        &gw,
+        &warm_up.to_string(),
+        "pay-warm-up",
+        4999,
+        PAYMENT_SECRET,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    ledger_status_becomes(&ledger, warm_up, OrderStatus::Paid).await;
 
     // Paid inside the window: the timeout that fires later finds it paid and does nothing.
     let paid = won(&gw, &activity, "payer").await;
@@ -195,8 +210,8 @@ async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_
     let audit = ledger.audit(&keys).await.unwrap().unwrap();
     assert_eq!(
         (audit.sold, audit.reserved, audit.stock),
-        (1, 0, 1),
-        "one sold, one unit back on sale"
+        (2, 0, 1),
+        "two sold (warm-up, paid in time), the late one's unit back on sale"
     );
     assert_eq!(store.payments(paid).await.unwrap().len(), 1);
     assert_eq!(store.payments(late).await.unwrap().len(), 1);
