@@ -329,6 +329,9 @@ async fn the_owner_cancels_an_unpaid_order_but_not_a_paid_one_and_operators_refu
     let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
 
     let mine = won(&gw, &activity, "owner1").await;
+    // The owner cancels the order once it shows as pending_payment (a cancel that reaches the
+    // writer before the order does is retried with the broker's back-off: 10 s, 30 s, …).
+    ledger_status_becomes(&ledger, mine, OrderStatus::PendingPayment).await;
     let path = format!("/v1/orders/{mine}");
     let stranger = gw
         .send(Method::DELETE, &path, Some(&token_for("stranger")), b"")
