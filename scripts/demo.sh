@@ -27,8 +27,12 @@ export SECKILL_DATABASE_URL="${SECKILL_DATABASE_URL:-postgres://seckill:seckill@
 started=""
 cleanup() { [ -n "$started" ] && kill $started 2>/dev/null; wait 2>/dev/null || true; }
 [ -z "${KEEP:-}" ] && trap cleanup EXIT
-if ! pgrep -f "$BIN/seckill-order-writer" >/dev/null; then
-  "$BIN/seckill-order-writer" >"$STATE/logs/writer.log" 2>&1 &
+sale="demo-$(date +%s)"
+# A writer group of this demo's own, dedicated to the demo sale: on a machine whose broker holds
+# older orders, the default group would persist all of those first.
+if true; then
+  SECKILL_WRITER_GROUP="demo_$sale" SECKILL_WRITER_ACTIVITIES="$sale" \
+    "$BIN/seckill-order-writer" >"$STATE/logs/writer.log" 2>&1 &
   started="$started $!"
   echo "[demo] order writer started (log: $STATE/logs/writer.log)" >&2
 fi
@@ -45,7 +49,6 @@ else
 fi
 curl -fs "$BASE/readyz" >/dev/null || { echo "[demo] gateway not ready" >&2; exit 1; }
 
-sale="demo-$(date +%s)"
 "$BIN/seckillctl" activity create --id "$sale" --name "Demo phone" --stock 10 \
   --price-cents 19900 --per-user-limit 1 --starts-at now --duration 10m
 tokens="$STATE/demo-tokens.txt"
