@@ -14,7 +14,7 @@ use common::stack::*;
 use common::*;
 use http::StatusCode;
 use rocketmq_client_rust::LocalTransactionState;
-use seckill_core::mq::{self, MqRuntime, ORDER_CREATED};
+use seckill_core::mq::{MqRuntime, ORDER_CREATED};
 use seckill_core::{ActivityKeys, OrderStatus};
 use seckill_order_writer::consume::persist_and_mirror;
 use seckill_order_writer::persist::{LocalTransaction, OrderEvent, Persister};
@@ -396,5 +396,4 @@ async fn reconcile_republishes_what_the_database_lacks() {
         &mq.namesrv,
     ));
     writer.shutdown().await;
-    let _ = mq::ORDER_TOPIC;
 }

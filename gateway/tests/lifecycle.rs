@@ -6,7 +6,6 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::stack::*;
@@ -562,5 +561,4 @@ async fn two_writers_sweeping_at_once_cancel_each_order_once() {
         .hold_lease(&lease, "writer-a", Duration::from_secs(5))
         .await
         .unwrap());
-    let _ = Arc::new(());
 }

@@ -38,34 +38,15 @@ impl ActivityFilter {
     }
 }
 
+/// The consumer of `seckill_order`.
 pub struct OrderListener {
-    handle: Handle,
-    persister: Arc<Persister>,
-    ledger: Ledger,
-    lifecycle: crate::lifecycle::Lifecycle,
-    filter: ActivityFilter,
+    pub handle: Handle,
+    pub persister: Arc<Persister>,
+    pub ledger: Ledger,
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    pub filter: ActivityFilter,
     /// Set at shutdown: new deliveries are refused (redelivered later), in-flight ones finish.
-    stopping: Arc<AtomicBool>,
-}
-
-impl OrderListener {
-    pub fn new(
-        handle: Handle,
-        persister: Arc<Persister>,
-        ledger: Ledger,
-        lifecycle: crate::lifecycle::Lifecycle,
-        filter: ActivityFilter,
-        stopping: Arc<AtomicBool>,
-    ) -> Self {
-        OrderListener {
-            handle,
-            persister,
-            ledger,
-            lifecycle,
-            filter,
-            stopping,
-        }
-    }
+    pub stopping: Arc<AtomicBool>,
 }
 
 /// Persist, then mirror `pending_payment` into the ledger.

@@ -167,14 +167,14 @@ impl Writer {
             .subscribe(ORDER_TOPIC, "*")
             .await
             .map_err(MqError::from)?;
-        orders.register_message_listener_concurrently(OrderListener::new(
-            handle.clone(),
-            persister.clone(),
-            ledger.clone(),
-            lifecycle.clone(),
-            filter.clone(),
-            stopping.clone(),
-        ));
+        orders.register_message_listener_concurrently(OrderListener {
+            handle: handle.clone(),
+            persister: persister.clone(),
+            ledger: ledger.clone(),
+            lifecycle: lifecycle.clone(),
+            filter: filter.clone(),
+            stopping: stopping.clone(),
+        });
         let mut cancels = consumer(&mq, config, &format!("{}_cancel", config.consumer_group), 1);
         cancels
             .subscribe(ORDER_TIMEOUT_TOPIC, "*")

@@ -11,7 +11,6 @@
 //! the async store through a captured runtime handle, never blocking a runtime worker.
 
 use std::any::Any;
-use std::sync::Arc;
 
 use rocketmq_client_rust::{LocalTransactionState, TransactionListener, TransactionMQProducer};
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -155,6 +154,3 @@ impl Persister {
         self.producer.shutdown().await;
     }
 }
-
-/// Shared handle on the persister (the consume listener holds one).
-pub type SharedPersister = Arc<Persister>;
