@@ -4,9 +4,12 @@
 --
 -- TOKENS holds one bearer token per line (`seckillctl token mint --users 1..N --out TOKENS`).
 -- Threads start at different offsets so they do not walk the same users in step. At the end,
--- the answers are counted by HTTP status (202 won, 200 repeat, 409 sold out / limit, 429, 503).
+-- report.lua prints the summary with the answers counted by HTTP status (202 won, 200 repeat,
+-- 409 sold out / limit, 429, 503).
 
-local threads = {}
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "report.lua")
+
+threads = {}
 
 function setup(thread)
   thread:set("id", #threads)
@@ -33,19 +36,4 @@ end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  local totals = {}
-  for _, thread in ipairs(threads) do
-    local counts = thread:get("statuses")
-    for status, n in pairs(counts) do
-      totals[status] = (totals[status] or 0) + n
-    end
-  end
-  local line = "statuses:"
-  for status, n in pairs(totals) do
-    line = line .. " " .. status .. "=" .. n
-  end
-  io.write(line .. "\n")
 end

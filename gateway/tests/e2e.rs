@@ -45,29 +45,6 @@ fn assert_verified(output: &std::process::Output) {
     assert!(text.contains("database agrees"), "{text}");
 }
 
-/// Buys with `users` distinct users at once; returns the order ids of the 202s.
-async fn crowd(
-    gw: &Arc<TestGateway>,
-    activity: &seckill_core::ActivityId,
-    prefix: &str,
-    users: usize,
-) -> Vec<String> {
-    let tasks: Vec<_> = (0..users)
-        .map(|i| {
-            let (gw, activity, user) = (gw.clone(), activity.clone(), format!("{prefix}{i}"));
-            tokio::spawn(async move { gw.attempt(&activity, &user).await })
-        })
-        .collect();
-    let mut won = Vec::new();
-    for task in tasks {
-        let reply = task.await.unwrap();
-        if reply.status == StatusCode::ACCEPTED {
-            won.push(reply.json["order_id"].as_str().unwrap().to_owned());
-        }
-    }
-    won
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
     let mq = PrivateRocketMq::start().await;

@@ -301,6 +301,29 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// Buys with `users` distinct users at once; returns the order ids of the 202s.
+pub async fn crowd(
+    gw: &Arc<TestGateway>,
+    activity: &ActivityId,
+    prefix: &str,
+    users: usize,
+) -> Vec<String> {
+    let tasks: Vec<_> = (0..users)
+        .map(|i| {
+            let (gw, activity, user) = (gw.clone(), activity.clone(), format!("{prefix}{i}"));
+            tokio::spawn(async move { gw.attempt(&activity, &user).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        if reply.status == StatusCode::ACCEPTED {
+            won.push(reply.json["order_id"].as_str().unwrap().to_owned());
+        }
+    }
+    won
+}
+
 /// Polls `check` every 50 ms for up to `limit`; true once it holds. Waiting, not timing.
 pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

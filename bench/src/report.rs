@@ -1,0 +1,268 @@
+//! The report of one harness run: what was measured, on what machine, and what was checked;
+//! written as JSON (everything) and Markdown (the tables the README shows).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::checks::Verdict;
+use crate::tools::{Load, Percentiles, RedisBench};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub memory_gib: f64,
+    pub kernel: String,
+    /// Tool and service versions, e.g. "redis" → "7.0.15".
+    pub versions: BTreeMap<String, String>,
+    pub commit: String,
+}
+
+/// The ceilings of this machine, measured in the same run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ceilings {
+    /// The gateway's own `GET /healthz`: HTTP with no Redis and no broker.
+    pub healthz: Load,
+    /// redis-benchmark running EVALSHA of the deduct script (every call a new winner).
+    pub redis_evalsha: RedisBench,
+}
+
+/// Latency of one outcome, from the gateway's histogram (server side, bucket-interpolated).
+#[derive(Clone, Debug, Serialize)]
+pub struct OutcomeLatency {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+}
+
+/// From the database, once the writer drained.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Persistence {
+    pub rows: i64,
+    pub win_to_row_p50_ms: Option<f64>,
+    pub win_to_row_p99_ms: Option<f64>,
+    /// Rows over the time between the first and the last insert.
+    pub writer_orders_per_s: Option<f64>,
+    /// From the end of the load to the last row (or to giving up).
+    pub drain_s: f64,
+}
+
+/// One second of load, as the gateway's metrics saw it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Sample {
+    pub t_s: f64,
+    pub attempts_per_s: f64,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub what: String,
+    pub activity: String,
+    pub users: u64,
+    pub stock: i64,
+    pub per_user_limit: u32,
+    /// Many distinct users through `bench/wrk/attempt.lua`: the scenario's figures.
+    pub wrk: Load,
+    /// One buyer hammering the same endpoint (oha sends one token).
+    pub oha: Option<Load>,
+    pub ratio_to_healthz: f64,
+    pub ratio_to_redis_evalsha: f64,
+    pub outcomes: BTreeMap<String, OutcomeLatency>,
+    /// Wins the gateway answered during the scenario (its counter).
+    pub wins: u64,
+    pub redis_calls: u64,
+    pub sold_out_short_circuits: u64,
+    pub persistence: Persistence,
+    pub timeline: Vec<Sample>,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub started_at: String,
+    pub command: String,
+    pub machine: Machine,
+    pub threads: u32,
+    pub connections: u32,
+    pub duration_s: u64,
+    pub ceilings: Ceilings,
+    pub scenarios: Vec<ScenarioReport>,
+    pub ok: bool,
+}
+
+fn ms(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0} ms")
+    } else if value >= 10.0 {
+        format!("{value:.1} ms")
+    } else {
+        format!("{value:.2} ms")
+    }
+}
+
+fn opt_ms(value: Option<f64>) -> String {
+    value.map_or("–".to_owned(), ms)
+}
+
+/// 12345.6 → "12,346".
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn percentiles(p: &Percentiles) -> String {
+    format!("{} | {} | {}", ms(p.p50), ms(p.p99), opt_ms(p.p999))
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let versions: Vec<String> = m.versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(md, "### seckill bench, {}\n", self.started_at);
+        let _ = writeln!(md, "`{}`\n", self.command);
+        let _ = writeln!(
+            md,
+            "Machine: {} cores ({}), {:.0} GiB, Linux {}; {}; commit {}. Load: wrk -t{} -c{} -d{}s from \
+             the same machine, everything on 127.0.0.1.\n",
+            m.cores,
+            m.cpu,
+            m.memory_gib,
+            m.kernel,
+            versions.join(", "),
+            m.commit,
+            self.threads,
+            self.connections,
+            self.duration_s
+        );
+        md.push_str("| ceiling | per second | p50 | p99 | p99.9 |\n|---|---:|---:|---:|---:|\n");
+        let c = &self.ceilings;
+        let _ = writeln!(
+            md,
+            "| gateway `GET /healthz` (wrk) | {} | {} |",
+            thousands(c.healthz.per_second),
+            percentiles(&c.healthz.latency_ms)
+        );
+        let _ = writeln!(
+            md,
+            "| Redis `EVALSHA` deduct (redis-benchmark -c{}) | {} | {} |\n",
+            self.connections,
+            thousands(c.redis_evalsha.per_second),
+            percentiles(&c.redis_evalsha.latency_ms)
+        );
+        md.push_str(
+            "| scenario | attempts/s | p50 | p99 | p99.9 | ÷ healthz | ÷ EVALSHA | wins | rows | win→row p50 / p99 | writer orders/s | checks |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        );
+        for s in &self.scenarios {
+            let p = &s.persistence;
+            let failed: Vec<&str> = s.verdict.violations().map(|c| c.name).collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.2} | {:.2} | {} | {} | {} / {} | {} | {} |",
+                s.name,
+                thousands(s.wrk.per_second),
+                percentiles(&s.wrk.latency_ms),
+                s.ratio_to_healthz,
+                s.ratio_to_redis_evalsha,
+                thousands(s.wins as f64),
+                thousands(p.rows as f64),
+                opt_ms(p.win_to_row_p50_ms),
+                opt_ms(p.win_to_row_p99_ms),
+                p.writer_orders_per_s.map_or("–".to_owned(), thousands),
+                if failed.is_empty() {
+                    format!("{} passed", s.verdict.checks.len())
+                } else {
+                    format!("**FAILED: {}**", failed.join(", "))
+                }
+            );
+        }
+        md.push_str(
+            "\nLatency per outcome, from the gateway's histograms (server side):\n\n\
+             | scenario | outcome | answers | p50 | p99 | p99.9 |\n|---|---|---:|---:|---:|---:|\n",
+        );
+        for s in &self.scenarios {
+            for (outcome, l) in &s.outcomes {
+                let _ = writeln!(
+                    md,
+                    "| {} | {outcome} | {} | {} | {} | {} |",
+                    s.name,
+                    thousands(l.count as f64),
+                    ms(l.p50_ms),
+                    ms(l.p99_ms),
+                    ms(l.p999_ms)
+                );
+            }
+        }
+        if self.scenarios.iter().any(|s| s.oha.is_some()) {
+            md.push_str(
+                "\nOne buyer hammering the endpoint (oha, one token, same connections):\n\n\
+                 | scenario | requests/s | answers | p50 | p99 | p99.9 |\n|---|---:|---|---:|---:|---:|\n",
+            );
+            for s in &self.scenarios {
+                if let Some(oha) = &s.oha {
+                    let answers: Vec<String> = oha
+                        .statuses
+                        .iter()
+                        .map(|(status, n)| format!("{status}×{}", thousands(*n as f64)))
+                        .collect();
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} | {} |",
+                        s.name,
+                        thousands(oha.per_second),
+                        answers.join(" "),
+                        percentiles(&oha.latency_ms)
+                    );
+                }
+            }
+        }
+        md.push_str("\nScenarios:\n");
+        for s in &self.scenarios {
+            let _ = writeln!(
+                md,
+                "- `{}`: {} ({} users, stock {}, limit {}).",
+                s.name,
+                s.what,
+                thousands(s.users as f64),
+                thousands(s.stock as f64),
+                s.per_user_limit
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nVerdict: {}.",
+            if self.ok {
+                "every check passed in every scenario"
+            } else {
+                "**VIOLATIONS** (see the checks in the JSON report)"
+            }
+        );
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(1234567.8), "1,234,568");
+    }
+}

@@ -1,0 +1,261 @@
+//! Reading the gateway's `/metrics`: attempt counters and latency histograms per outcome, and
+//! percentiles estimated from them the way Prometheus' `histogram_quantile` does.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Cumulative bucket counts of one outcome: (upper bound in seconds, count ≤ bound); the last
+/// bound is +Inf.
+pub type Buckets = Vec<(f64, u64)>;
+
+/// One reading of the gateway's metrics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scrape {
+    pub attempts: BTreeMap<String, Buckets>,
+    pub sold_out_short_circuits: u64,
+    pub redis_calls: u64,
+    pub inflight: i64,
+}
+
+impl Scrape {
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut scrape = Self::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            if let Some(labels) = series.strip_prefix("seckill_attempt_duration_seconds_bucket{") {
+                let outcome = label(labels, "outcome").context("bucket without outcome")?;
+                let le = match label(labels, "le").context("bucket without le")? {
+                    "+Inf" => f64::INFINITY,
+                    bound => bound
+                        .parse()
+                        .with_context(|| format!("bad le in {line:?}"))?,
+                };
+                let count = value
+                    .parse()
+                    .with_context(|| format!("bad count in {line:?}"))?;
+                scrape
+                    .attempts
+                    .entry(outcome.to_owned())
+                    .or_default()
+                    .push((le, count));
+            } else if series == "seckill_sold_out_short_circuits_total" {
+                scrape.sold_out_short_circuits = value.parse()?;
+            } else if series == "seckill_redis_calls_total" {
+                scrape.redis_calls = value.parse()?;
+            } else if series == "seckill_inflight_requests" {
+                scrape.inflight = value.parse()?;
+            }
+        }
+        if scrape.attempts.is_empty() {
+            bail!("no seckill_attempt_duration_seconds histogram in the metrics");
+        }
+        Ok(scrape)
+    }
+
+    /// What happened between `earlier` and this reading (counters only grow).
+    pub fn since(&self, earlier: &Scrape) -> Scrape {
+        let attempts = self
+            .attempts
+            .iter()
+            .map(|(outcome, buckets)| {
+                let before = earlier.attempts.get(outcome);
+                let diff = buckets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (le, n))| {
+                        let old = before.and_then(|b| b.get(i)).map_or(0, |(_, n)| *n);
+                        (*le, n.saturating_sub(old))
+                    })
+                    .collect();
+                (outcome.clone(), diff)
+            })
+            .collect();
+        Scrape {
+            attempts,
+            sold_out_short_circuits: self
+                .sold_out_short_circuits
+                .saturating_sub(earlier.sold_out_short_circuits),
+            redis_calls: self.redis_calls.saturating_sub(earlier.redis_calls),
+            inflight: self.inflight,
+        }
+    }
+
+    pub fn count(&self, outcome: &str) -> u64 {
+        self.attempts
+            .get(outcome)
+            .and_then(|b| b.last())
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.attempts.keys().map(|o| self.count(o)).sum()
+    }
+
+    /// Outcomes with at least one attempt, with their counts.
+    pub fn outcomes(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.attempts
+            .keys()
+            .map(|o| (o.as_str(), self.count(o)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// The `q` quantile (0..1) of one outcome's latency, or of all attempts with `None`.
+    pub fn quantile(&self, outcome: Option<&str>, q: f64) -> Option<Duration> {
+        let merged;
+        let buckets = match outcome {
+            Some(outcome) => self.attempts.get(outcome)?,
+            None => {
+                merged = self.merged();
+                &merged
+            }
+        };
+        quantile(buckets, q)
+    }
+
+    fn merged(&self) -> Buckets {
+        let mut merged: Buckets = Vec::new();
+        for buckets in self.attempts.values() {
+            if merged.is_empty() {
+                merged = buckets.clone();
+            } else {
+                for (slot, (_, n)) in merged.iter_mut().zip(buckets) {
+                    slot.1 += n;
+                }
+            }
+        }
+        merged
+    }
+}
+
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+    let len = labels[start..].find('"')?;
+    Some(&labels[start..start + len])
+}
+
+/// Linear interpolation inside the bucket holding the rank, as Prometheus does; a rank in the
+/// +Inf bucket answers the highest finite bound.
+pub fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<Duration> {
+    let total = buckets.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut lower = (0.0, 0u64);
+    for &(le, count) in buckets {
+        if count as f64 >= rank {
+            if le.is_infinite() {
+                return Some(Duration::from_secs_f64(lower.0));
+            }
+            let in_bucket = (count - lower.1) as f64;
+            let fraction = if in_bucket > 0.0 {
+                (rank - lower.1 as f64) / in_bucket
+            } else {
+                1.0
+            };
+            return Some(Duration::from_secs_f64(lower.0 + (le - lower.0) * fraction));
+        }
+        lower = (le, count);
+    }
+    None
+}
+
+/// `GET path` on a local HTTP/1.1 server; the body of a 200.
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .with_context(|| format!("connecting to {addr}: timed out"))??;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply))
+        .await
+        .with_context(|| format!("GET {path} on {addr}: timed out"))??;
+    let reply = String::from_utf8(reply).context("reply is not UTF-8")?;
+    let (head, body) = reply
+        .split_once("\r\n\r\n")
+        .context("reply without a header end")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!(
+            "GET {path} on {addr}: {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(body.to_owned())
+}
+
+pub async fn scrape(addr: &str) -> anyhow::Result<Scrape> {
+    Scrape::parse(&http_get(addr, "/metrics").await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+# TYPE seckill_attempt_duration_seconds histogram
+seckill_attempt_duration_seconds_bucket{outcome=\"won\",le=\"0.001\"} 50
+seckill_attempt_duration_seconds_bucket{outcome=\"won\",le=\"0.002\"} 90
+seckill_attempt_duration_seconds_bucket{outcome=\"won\",le=\"+Inf\"} 100
+seckill_attempt_duration_seconds_bucket{outcome=\"sold_out\",le=\"0.001\"} 10
+seckill_attempt_duration_seconds_bucket{outcome=\"sold_out\",le=\"0.002\"} 10
+seckill_attempt_duration_seconds_bucket{outcome=\"sold_out\",le=\"+Inf\"} 10
+seckill_sold_out_short_circuits_total 7
+seckill_inflight_requests 3
+";
+
+    #[test]
+    fn reads_counts_and_interpolates_percentiles() {
+        let scrape = Scrape::parse(TEXT).unwrap();
+        assert_eq!(scrape.count("won"), 100);
+        assert_eq!(scrape.total(), 110);
+        assert_eq!(scrape.sold_out_short_circuits, 7);
+        assert_eq!(scrape.inflight, 3);
+        // rank 50 of 100 sits at the top of the first bucket
+        assert_eq!(
+            scrape.quantile(Some("won"), 0.5),
+            Some(Duration::from_millis(1))
+        );
+        // rank 70: 20 of the 40 in (1 ms, 2 ms] → 1.5 ms
+        assert_eq!(
+            scrape.quantile(Some("won"), 0.7),
+            Some(Duration::from_micros(1500))
+        );
+        // rank 99 is in +Inf: the highest finite bound
+        assert_eq!(
+            scrape.quantile(Some("won"), 0.99),
+            Some(Duration::from_millis(2))
+        );
+        assert_eq!(scrape.quantile(Some("repeat"), 0.5), None);
+    }
+
+    #[test]
+    fn differences_and_merges() {
+        let later = Scrape::parse(TEXT).unwrap();
+        let earlier =
+            Scrape::parse(&TEXT.replace("} 100", "} 95").replace("} 90", "} 85")).unwrap();
+        let window = later.since(&earlier);
+        assert_eq!(window.count("won"), 5);
+        assert_eq!(window.count("sold_out"), 0);
+        assert_eq!(window.outcomes().collect::<Vec<_>>(), vec![("won", 5)]);
+        // merged over outcomes: 60 of 110 in the first bucket
+        assert_eq!(
+            later.quantile(None, 0.5),
+            Some(Duration::from_secs_f64(0.001 * 55.0 / 60.0))
+        );
+    }
+
+    #[test]
+    fn refuses_text_without_the_histogram() {
+        assert!(Scrape::parse("up 1\n").is_err());
+    }
+}
