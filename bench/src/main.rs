@@ -83,6 +83,10 @@ enum Cmd {
             default_value = "127.0.0.1:9876"
         )]
         rocketmq_namesrv: String,
+        /// The order writer's consumer group (kept across runs, so a run does not replay the
+        /// topic's history).
+        #[arg(long, default_value = "seckill_bench")]
+        writer_group: String,
     },
     /// Check a finished sale: ledger, database, and what the buyers were told.
     Check {
@@ -138,6 +142,7 @@ async fn go(cli: Cli) -> anyhow::Result<bool> {
             wrk_scripts,
             port,
             rocketmq_namesrv,
+            writer_group,
         } => {
             let scenarios = if scenario.is_empty() {
                 Scenario::ALL.to_vec()
@@ -160,6 +165,7 @@ async fn go(cli: Cli) -> anyhow::Result<bool> {
                 redis_url: cli.redis_url,
                 database_url: cli.database_url,
                 namesrv: rocketmq_namesrv,
+                writer_group,
             };
             let report = run(&opts).await?;
             std::fs::create_dir_all(&out)?;
