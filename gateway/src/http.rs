@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 
+use crate::attempt::ParsedAttempt;
 use crate::outcome::{AttemptOutcome, Refusal};
 use crate::{attempt, payment, query, App};
 
@@ -105,6 +106,24 @@ async fn read_body(body: Incoming, declared: Option<&HeaderValue>) -> Result<Byt
     }
 }
 
+/// Runs a parsed attempt on a task of its own. Once an attempt may touch the ledger it runs to
+/// its end — its win counted, its order sent to the broker at once — even if the buyer hangs up
+/// and hyper drops the request meanwhile.
+async fn run_to_the_end(app: Arc<App>, parsed: ParsedAttempt, started: Instant) -> AttemptOutcome {
+    let task = tokio::spawn(async move {
+        app.metrics.inflight_add(1);
+        let outcome = attempt::run(&app, parsed).await;
+        app.metrics.inflight_add(-1);
+        app.metrics
+            .observe_attempt(outcome.label(), started.elapsed());
+        outcome
+    });
+    task.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "attempt task failed");
+        Refusal::Internal.into()
+    })
+}
+
 /// The hyper service: one request in, one response out.
 pub async fn handle(
     app: Arc<App>,
@@ -121,17 +140,19 @@ pub async fn handle(
         if method != Method::POST {
             return Ok(refusal(&Refusal::MethodNotAllowed));
         }
-        app.metrics.inflight_add(1);
-        let outcome = match read_body(body, parts.headers.get(CONTENT_LENGTH)).await {
-            Ok(bytes) => match attempt::parse(&app, id, &parts.headers, &bytes) {
-                Ok(parsed) => attempt::run(&app, parsed).await,
-                Err(r) => r.into(),
-            },
-            Err(r) => r.into(),
+        let parsed = match read_body(body, parts.headers.get(CONTENT_LENGTH)).await {
+            Ok(bytes) => attempt::parse(&app, id, &parts.headers, &bytes),
+            Err(r) => Err(r),
         };
-        app.metrics.inflight_add(-1);
-        app.metrics
-            .observe_attempt(outcome.label(), started.elapsed());
+        let outcome = match parsed {
+            Ok(parsed) => run_to_the_end(app, parsed, started).await,
+            Err(r) => {
+                let outcome = AttemptOutcome::from(r);
+                app.metrics
+                    .observe_attempt(outcome.label(), started.elapsed());
+                outcome
+            }
+        };
         return Ok(attempt_response(&outcome));
     }
 

@@ -506,3 +506,50 @@ async fn shutdown_drains_and_stops_listening() {
         "still listening"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_runs_to_its_end_when_the_buyer_hangs_up() {
+    use tokio::io::AsyncWriteExt;
+
+    let gw = TestGateway::start(&[]).await;
+    let ledger = ledger_at(&redis_url()).await;
+    let id = open(&ledger, "hangup", 10, 1).await;
+
+    // Send the attempt and hang up at once, without reading the answer.
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/activities/{id}/orders HTTP/1.1\r\nHost: seckill\r\n\
+                 Authorization: Bearer {}\r\nContent-Length: 0\r\n\r\n",
+                token_for("quitter")
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    drop(stream);
+
+    // The win is counted, nothing stays in flight, and the order left the outbox for the broker.
+    let finished = eventually(Duration::from_secs(10), || {
+        let text = gw.app.metrics.render(0);
+        text.contains("seckill_attempts_total{outcome=\"won\"} 1\n")
+            && text.contains("seckill_inflight_requests 0\n")
+    })
+    .await;
+    assert!(finished, "{}", gw.app.metrics.render(0));
+    let keys = ActivityKeys::new(&id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = ledger.audit(&keys).await.unwrap().unwrap();
+        assert_eq!(audit.orders, 1);
+        if audit.outbox == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "order never published");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The buyer's retry finds their order.
+    let again = gw.attempt(&id, "quitter").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+}
