@@ -480,7 +480,12 @@ async fn readyz_reports_a_dead_redis_and_attempts_get_503() {
     assert_eq!(gw.attempt(&id, "before").await.status, StatusCode::ACCEPTED);
     drop(redis);
     let ready = gw.get("/readyz", None).await;
-    assert_eq!(ready.json["redis"], "unreachable", "{}", ready.text);
+    // Refused at once, or (the server still closing) no answer within readyz's 1 s bound.
+    assert!(
+        matches!(ready.json["redis"].as_str(), Some("unreachable" | "timeout")),
+        "{}",
+        ready.text
+    );
     assert_eq!(
         (ready.status, ready.error()),
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -511,11 +516,13 @@ async fn shutdown_drains_and_stops_listening() {
 async fn an_attempt_runs_to_its_end_when_the_buyer_hangs_up() {
     use tokio::io::AsyncWriteExt;
 
-    let gw = TestGateway::start(&[]).await;
+    // No broker answers: a win waits PUBLISH_WAIT for a confirmation that never comes, which
+    // gives the buyer time to hang up in the middle of the attempt.
+    let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", "127.0.0.1:1")]).await;
     let ledger = ledger_at(&redis_url()).await;
     let id = open(&ledger, "hangup", 10, 1).await;
+    let keys = ActivityKeys::new(&id);
 
-    // Send the attempt and hang up at once, without reading the answer.
     let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     stream
         .write_all(
@@ -528,28 +535,26 @@ async fn an_attempt_runs_to_its_end_when_the_buyer_hangs_up() {
         )
         .await
         .unwrap();
+    // The deduct is done (the order is in the ledger); now the buyer hangs up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ledger.audit(&keys).await.unwrap().unwrap().orders == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt never reached the ledger"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(stream);
 
-    // The win is counted, nothing stays in flight, and the order left the outbox for the broker.
+    // The attempt still ends as it would have: counted (503, the broker did not confirm),
+    // nothing left in flight, the order in the outbox for the relay.
     let finished = eventually(Duration::from_secs(10), || {
         let text = gw.app.metrics.render(0);
-        text.contains("seckill_attempts_total{outcome=\"won\"} 1\n")
+        text.contains("seckill_attempts_total{outcome=\"unavailable\"} 1\n")
             && text.contains("seckill_inflight_requests 0\n")
     })
     .await;
     assert!(finished, "{}", gw.app.metrics.render(0));
-    let keys = ActivityKeys::new(&id);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let audit = ledger.audit(&keys).await.unwrap().unwrap();
-        assert_eq!(audit.orders, 1);
-        if audit.outbox == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "order never published");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The buyer's retry finds their order.
-    let again = gw.attempt(&id, "quitter").await;
-    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!((audit.orders, audit.outbox), (1, 1));
 }
