@@ -194,8 +194,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         .await
         .with_context(|| format!("connecting to {}", opts.database_url))?;
     tokio::spawn(connection);
+    forget_earlier_runs(&ledger, &database).await?;
 
-    // A writer group of this run's own, for this run's activities only.
+    // The writer handles this run's activities only.
     let mut writer_env = env.clone();
     // One consumer group for every bench run on this machine: a new group starts from the
     // topic's first message and reads (and skips) the whole history; this one resumes.
@@ -300,6 +301,76 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         scenarios,
         ok,
     })
+}
+
+/// Prefix of the activities the harness creates (`bench-<unix time>-<scenario>`).
+const RUN_PREFIX: &str = "bench-";
+
+/// Removes the activities (ledger keys, order index, rows) of earlier harness runs: they were
+/// kept for inspection until now, and a `hot` run leaves a hundred thousand orders behind.
+async fn forget_earlier_runs(
+    ledger: &Ledger,
+    database: &tokio_postgres::Client,
+) -> anyhow::Result<()> {
+    let earlier: Vec<ActivityId> = ledger
+        .list_activities()
+        .await?
+        .into_iter()
+        .filter(|id| id.as_str().starts_with(RUN_PREFIX))
+        .collect();
+    let mut redis = ledger.connection();
+    for id in &earlier {
+        let keys = ActivityKeys::new(id);
+        let orders: Vec<String> = redis::cmd("HKEYS")
+            .arg(&keys.orders)
+            .query_async(&mut redis)
+            .await?;
+        for chunk in orders.chunks(1000) {
+            let index: Vec<String> = chunk
+                .iter()
+                .filter_map(|o| o.parse().ok())
+                .map(seckill_core::keys::order_index)
+                .collect();
+            if !index.is_empty() {
+                let _: i64 = redis::cmd("DEL")
+                    .arg(&index)
+                    .query_async(&mut redis)
+                    .await?;
+            }
+        }
+        let _: i64 = redis::cmd("DEL")
+            .arg(&keys.all()[..])
+            .query_async(&mut redis)
+            .await?;
+        let _: i64 = redis::cmd("SREM")
+            .arg(seckill_core::keys::ACTIVITIES)
+            .arg(id.as_str())
+            .query_async(&mut redis)
+            .await?;
+    }
+    let pattern = format!("{RUN_PREFIX}%");
+    let mut rows = 0;
+    // Children first (foreign keys); an interrupted clean-up is finished by the next run.
+    for statement in [
+        "DELETE FROM order_items WHERE order_id IN (SELECT order_id FROM orders WHERE activity_id LIKE $1)",
+        "DELETE FROM payments WHERE order_id IN (SELECT order_id FROM orders WHERE activity_id LIKE $1)",
+        "DELETE FROM orders WHERE activity_id LIKE $1",
+    ] {
+        rows = match database.execute(statement, &[&pattern]).await {
+            Ok(n) => n,
+            // A machine where no writer ever ran has no tables yet: nothing to forget.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
+            Err(e) => return Err(e.into()),
+        };
+    }
+    if !earlier.is_empty() || rows > 0 {
+        say(&format!(
+            "removed {} activities and {} order rows of earlier runs",
+            earlier.len(),
+            thousands(rows as f64)
+        ));
+    }
+    Ok(())
 }
 
 /// Busy share of all cores over `window`, from /proc/stat.

@@ -117,7 +117,7 @@ pub async fn cancel(
         )),
         OrderStatus::Queued | OrderStatus::PendingPayment => {
             let request = CancelRequest {
-                order_id,
+                order_ids: vec![order_id],
                 reason: CancelReason::User,
             };
             let message = mq::cancel_message(&request, &order.activity_id, None);

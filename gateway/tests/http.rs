@@ -482,7 +482,10 @@ async fn readyz_reports_a_dead_redis_and_attempts_get_503() {
     let ready = gw.get("/readyz", None).await;
     // Refused at once, or (the server still closing) no answer within readyz's 1 s bound.
     assert!(
-        matches!(ready.json["redis"].as_str(), Some("unreachable" | "timeout")),
+        matches!(
+            ready.json["redis"].as_str(),
+            Some("unreachable" | "timeout")
+        ),
         "{}",
         ready.text
     );

@@ -191,11 +191,14 @@ pub fn cancel_step(
     request: crate::lifecycle::CancelRequest,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
     Box::pin(async move {
-        let outcome = lifecycle
-            .cancel(request.order_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!(order = request.order_id.0, reason = ?request.reason, ?outcome, "cancel request handled");
+        // Each cancel is idempotent: a redelivery after a failure part-way repeats none.
+        for order_id in request.order_ids {
+            let outcome = lifecycle
+                .cancel(order_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(order = order_id.0, reason = ?request.reason, ?outcome, "cancel request handled");
+        }
         Ok(())
     })
 }

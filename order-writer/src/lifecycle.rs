@@ -10,6 +10,7 @@
 //! "already there", and the ledger operations are idempotent, so the retry only completes what is
 //! missing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,20 +109,29 @@ impl Lifecycle {
     /// Schedules the payment timeout of new orders: a message delivered when the window ends.
     /// A failed send is only logged: the sweep catches orders whose timeout never arrives.
     pub async fn schedule_timeouts(&self, orders: &[OrderRecord]) {
-        // Timer messages cannot share a batch send; send them concurrently instead.
-        let sends = orders.iter().map(|order| {
-            let deliver_at = order.created_at.max(0) as u64 + self.window.as_millis() as u64;
+        // One timer message per activity of the batch, not one per order (a broker round trip
+        // each): it fires when the last window of its orders ends, so every order gets at least
+        // its window (and at most the few seconds over which the batch was won).
+        let mut by_activity: HashMap<&str, (Vec<OrderId>, i64)> = HashMap::new();
+        for order in orders {
+            let (ids, latest) = by_activity.entry(&order.activity_id).or_default();
+            ids.push(order.order_id);
+            *latest = (*latest).max(order.created_at);
+        }
+        let sends = by_activity.into_iter().map(|(activity, (order_ids, latest))| {
+            let deliver_at = latest.max(0) as u64 + self.window.as_millis() as u64;
+            let count = order_ids.len();
             let message = mq::cancel_message(
                 &CancelRequest {
-                    order_id: order.order_id,
+                    order_ids,
                     reason: CancelReason::Timeout,
                 },
-                &order.activity_id,
+                activity,
                 Some(deliver_at),
             );
             async move {
                 if let Err(e) = self.producer.send(message).await {
-                    tracing::warn!(order = order.order_id.0, error = %e, "timeout not scheduled; the sweep will catch it");
+                    tracing::warn!(activity, orders = count, error = %e, "timeouts not scheduled; the sweep will catch them");
                 }
             }
         });
