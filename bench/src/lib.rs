@@ -5,6 +5,7 @@
 //! `seckill-bench` binary.
 
 pub mod checks;
+pub mod cpu;
 pub mod plot;
 pub mod report;
 pub mod run;

@@ -78,6 +78,8 @@ pub struct ScenarioReport {
     pub redis_calls: u64,
     pub sold_out_short_circuits: u64,
     pub persistence: Persistence,
+    /// Cores used during the wrk run, by process group ("other": wrk itself, the kernel, …).
+    pub cpu_cores: BTreeMap<String, f64>,
     pub timeline: Vec<Sample>,
     pub verdict: Verdict,
 }
@@ -205,6 +207,28 @@ impl Report {
                     ms(l.p999_ms)
                 );
             }
+        }
+        md.push_str(
+            "\nWhere the cores went during the wrk run (cores busy, of the machine's all; \"other\" \
+             is wrk itself, the kernel and the rest):\n\n\
+             | scenario | gateway | redis | rocketmq | writer | postgresql | other | idle |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for s in &self.scenarios {
+            let core = |name: &str| s.cpu_cores.get(name).copied().unwrap_or(0.0);
+            let busy: f64 = s.cpu_cores.values().sum();
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                s.name,
+                core("gateway"),
+                core("redis"),
+                core("rocketmq"),
+                core("writer"),
+                core("postgresql"),
+                core("other"),
+                (self.machine.cores as f64 - busy).max(0.0)
+            );
         }
         if self.scenarios.iter().any(|s| s.oha.is_some()) {
             md.push_str(

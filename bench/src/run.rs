@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use crate::checks::{check_sale, Check, Sources, Told};
+use crate::cpu::CpuTimes;
 use crate::report::{
     thousands, Ceilings, Machine, OutcomeLatency, Persistence, Report, Sample, ScenarioReport,
 };
@@ -531,6 +532,7 @@ async fn run_scenario(
     let (stop, stopped) = oneshot::channel();
     let sampler = tokio::spawn(sample(addr.to_owned(), name, before.clone(), stopped));
     let url = format!("http://{addr}");
+    let cpu_before = CpuTimes::now();
     let wrk = Wrk {
         threads: opts.threads,
         connections: opts.connections,
@@ -541,6 +543,7 @@ async fn run_scenario(
     }
     .run()
     .await;
+    let cpu_cores = CpuTimes::now().cores_since(&cpu_before);
     let _ = stop.send(());
     let timeline = sampler.await?;
     let wrk = wrk?;
@@ -643,6 +646,7 @@ async fn run_scenario(
         redis_calls: window.redis_calls,
         sold_out_short_circuits: window.sold_out_short_circuits,
         persistence,
+        cpu_cores,
         timeline,
         verdict,
     })

@@ -1,0 +1,125 @@
+//! Where the cores went: CPU time of the stack's processes over a window, from /proc, so a
+//! report can say what bounded a figure (the gateway, Redis, the broker, the writer…).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Clock ticks per second of /proc's CPU times (USER_HZ; 100 on Linux).
+const TICKS_PER_S: f64 = 100.0;
+
+/// The stack's processes, by the start of their command name (/proc/<pid>/comm keeps 15 bytes).
+const GROUPS: [(&str, &str); 6] = [
+    ("seckill-gateway", "gateway"),
+    ("seckill-order-w", "writer"),
+    ("redis-server", "redis"),
+    ("rocketmq-broker", "rocketmq"),
+    ("rocketmq-namesr", "rocketmq"),
+    ("postgres", "postgresql"),
+];
+
+/// CPU ticks used so far, machine-wide and by group.
+#[derive(Clone, Debug)]
+pub struct CpuTimes {
+    at: Instant,
+    total_busy: u64,
+    groups: BTreeMap<&'static str, u64>,
+}
+
+impl CpuTimes {
+    pub fn now() -> Self {
+        let mut groups: BTreeMap<&'static str, u64> = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                    continue;
+                };
+                if let Some((comm, ticks)) = process_ticks(&stat) {
+                    if let Some((_, group)) = GROUPS.iter().find(|(p, _)| comm.starts_with(p)) {
+                        *groups.entry(group).or_default() += ticks;
+                    }
+                }
+            }
+        }
+        CpuTimes {
+            at: Instant::now(),
+            total_busy: std::fs::read_to_string("/proc/stat")
+                .ok()
+                .and_then(|s| machine_busy_ticks(&s))
+                .unwrap_or(0),
+            groups,
+        }
+    }
+
+    /// Cores used by each group between `earlier` and this reading; "other" is the rest of the
+    /// machine's busy time (the load tools, the kernel, anything else).
+    pub fn cores_since(&self, earlier: &CpuTimes) -> BTreeMap<String, f64> {
+        let seconds = self.at.duration_since(earlier.at).as_secs_f64().max(1e-3);
+        let cores = |ticks: u64| ticks as f64 / TICKS_PER_S / seconds;
+        let mut out = BTreeMap::new();
+        let mut known = 0;
+        for (group, ticks) in &self.groups {
+            // A process that exited in the window takes its ticks along: never below zero.
+            let used = ticks.saturating_sub(earlier.groups.get(group).copied().unwrap_or(0));
+            known += used;
+            out.insert((*group).to_owned(), cores(used));
+        }
+        let busy = self.total_busy.saturating_sub(earlier.total_busy);
+        out.insert("other".to_owned(), cores(busy.saturating_sub(known)));
+        out
+    }
+}
+
+/// (comm, utime + stime) from a /proc/<pid>/stat line.
+fn process_ticks(stat: &str) -> Option<(&str, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = &stat[open + 1..close];
+    // After ")": state is field 3; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+/// Busy ticks of all cores from /proc/stat's first line (everything but idle and iowait).
+fn machine_busy_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    Some(total - fields.get(3)? - fields.get(4)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_process_and_machine_ticks() {
+        let stat =
+            "4242 (seckill-gateway) S 1 4242 4242 0 -1 4194560 1 0 0 0 1500 250 0 0 20 0 6 0 1 2 3";
+        assert_eq!(process_ticks(stat), Some(("seckill-gateway", 1750)));
+        let odd = "7 (a (b) c) R 1 1 1 0 -1 0 0 0 0 0 10 5 0 0";
+        assert_eq!(process_ticks(odd), Some(("a (b) c", 15)));
+        assert_eq!(
+            machine_busy_ticks("cpu  100 5 50 1000 20 3 2 0 0 0\ncpu0 1 2 3\n"),
+            Some(160)
+        );
+    }
+
+    #[test]
+    fn the_stack_is_seen_while_running() {
+        // This test process itself is not in a group; the reading works anywhere.
+        let before = CpuTimes::now();
+        let after = CpuTimes::now();
+        assert!(after.cores_since(&before).contains_key("other"));
+    }
+}
