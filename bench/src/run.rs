@@ -786,7 +786,9 @@ async fn rows(database: &tokio_postgres::Client, id: &ActivityId) -> anyhow::Res
 /// random user with a new random order id: every call a winner, the gateway's hot path in Redis.
 async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
     let port = free_port()?;
+    // Empty every time: an earlier run's append-only file would be replayed first.
     let dir = opts.work.join("redis-ceiling");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let mut server = Service {
         name: "redis-server (ceiling)",
@@ -811,7 +813,7 @@ async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
     };
     let url = format!("redis://127.0.0.1:{port}");
     let mut ledger = None;
-    for _ in 0..50 {
+    for _ in 0..200 {
         server.alive()?;
         if let Ok(l) = Ledger::connect(&LedgerConfig::new(url.clone())).await {
             ledger = Some(l);
