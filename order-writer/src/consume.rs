@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rocketmq_client_rust::{
     ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
@@ -17,6 +18,7 @@ use seckill_core::mq::decode_order;
 use seckill_core::{ActivityId, ActivityKeys, Ledger, OrderRecord, OrderStatus};
 use tokio::runtime::Handle;
 
+use crate::lifecycle::LifecycleError;
 use crate::persist::Persister;
 
 /// The activities a writer group handles (empty: all). Every message about an order carries its
@@ -134,11 +136,52 @@ impl MessageListenerConcurrently for OrderListener {
 }
 
 /// One lifecycle step, applied to one decoded message.
-type Step<T> =
-    fn(
-        crate::lifecycle::Lifecycle,
-        T,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+type Step<T> = fn(
+    crate::lifecycle::Lifecycle,
+    T,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), LifecycleError>> + Send>,
+>;
+
+/// Waits between tries of a step whose order is not persisted yet (a buyer who pays or cancels
+/// within a second of winning): about 3 s in all, before the message goes back to the broker,
+/// whose own redelivery waits 10 s, then 30 s, then longer.
+pub const NOT_PERSISTED_RETRIES: [Duration; 5] = [
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1500),
+];
+
+/// Runs `step`, trying again after each of `waits` while it meets an order not persisted yet;
+/// any other error, or the last one, is returned at once.
+pub async fn retry_until_persisted<F, Fut>(
+    waits: &[Duration],
+    mut step: F,
+) -> Result<(), LifecycleError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), LifecycleError>>,
+{
+    let mut waits = waits.iter();
+    loop {
+        match step().await {
+            Err(LifecycleError::NotYetPersisted(order)) => match waits.next() {
+                Some(wait) => {
+                    tracing::debug!(
+                        order = order.0,
+                        ?wait,
+                        "order not persisted yet; trying again"
+                    );
+                    tokio::time::sleep(*wait).await;
+                }
+                None => return Err(LifecycleError::NotYetPersisted(order)),
+            },
+            other => return other,
+        }
+    }
+}
 
 /// A consumer of lifecycle messages (`T`): each message is one step, run on a blocking client
 /// thread through the captured runtime handle. A step that fails (or meets an order not
@@ -153,7 +196,7 @@ pub struct StepListener<T> {
     pub step: Step<T>,
 }
 
-impl<T: serde::de::DeserializeOwned + Send + Sync + 'static> MessageListenerConcurrently
+impl<T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static> MessageListenerConcurrently
     for StepListener<T>
 {
     fn consume_message(
@@ -175,7 +218,9 @@ impl<T: serde::de::DeserializeOwned + Send + Sync + 'static> MessageListenerConc
             };
             if let Err(e) = self
                 .handle
-                .block_on((self.step)(self.lifecycle.clone(), item))
+                .block_on(retry_until_persisted(&NOT_PERSISTED_RETRIES, || {
+                    (self.step)(self.lifecycle.clone(), item.clone())
+                }))
             {
                 tracing::warn!(error = %e, "{} not applied; it will be redelivered", self.what);
                 return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
@@ -189,14 +234,11 @@ impl<T: serde::de::DeserializeOwned + Send + Sync + 'static> MessageListenerConc
 pub fn cancel_step(
     lifecycle: crate::lifecycle::Lifecycle,
     request: crate::lifecycle::CancelRequest,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LifecycleError>> + Send>> {
     Box::pin(async move {
-        // Each cancel is idempotent: a redelivery after a failure part-way repeats none.
+        // Each cancel is idempotent: a retry after a failure part-way repeats none.
         for order_id in request.order_ids {
-            let outcome = lifecycle
-                .cancel(order_id)
-                .await
-                .map_err(|e| e.to_string())?;
+            let outcome = lifecycle.cancel(order_id).await?;
             tracing::info!(order = order_id.0, reason = ?request.reason, ?outcome, "cancel request handled");
         }
         Ok(())
@@ -207,10 +249,59 @@ pub fn cancel_step(
 pub fn payment_step(
     lifecycle: crate::lifecycle::Lifecycle,
     payment: crate::store::Payment,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LifecycleError>> + Send>> {
     Box::pin(async move {
-        let status = lifecycle.pay(&payment).await.map_err(|e| e.to_string())?;
+        let status = lifecycle.pay(&payment).await?;
         tracing::info!(order = payment.order_id.0, payment = %payment.payment_id, status = status.as_str(), "payment handled");
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seckill_core::OrderId;
+    use std::cell::Cell;
+
+    const NO_WAIT: [Duration; 3] = [Duration::ZERO; 3];
+
+    #[tokio::test]
+    async fn a_step_is_tried_again_while_its_order_is_not_persisted() {
+        let tries = Cell::new(0);
+        let result = retry_until_persisted(&NO_WAIT, || {
+            tries.set(tries.get() + 1);
+            let n = tries.get();
+            async move {
+                if n < 3 {
+                    Err(LifecycleError::NotYetPersisted(OrderId(1)))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert!(result.is_ok());
+        assert_eq!(tries.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn it_gives_up_after_the_last_wait_and_never_retries_other_errors() {
+        let tries = Cell::new(0);
+        let result = retry_until_persisted(&NO_WAIT, || {
+            tries.set(tries.get() + 1);
+            async { Err(LifecycleError::NotYetPersisted(OrderId(1))) }
+        })
+        .await;
+        assert!(matches!(result, Err(LifecycleError::NotYetPersisted(_))));
+        assert_eq!(tries.get(), 1 + NO_WAIT.len());
+
+        tries.set(0);
+        let result = retry_until_persisted(&NO_WAIT, || {
+            tries.set(tries.get() + 1);
+            async { Err(LifecycleError::Mq(seckill_core::mq::MqError("down".into()))) }
+        })
+        .await;
+        assert!(matches!(result, Err(LifecycleError::Mq(_))));
+        assert_eq!(tries.get(), 1);
+    }
 }
