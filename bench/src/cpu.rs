@@ -46,10 +46,7 @@ impl CpuTimes {
         }
         CpuTimes {
             at: Instant::now(),
-            total_busy: std::fs::read_to_string("/proc/stat")
-                .ok()
-                .and_then(|s| machine_busy_ticks(&s))
-                .unwrap_or(0),
+            total_busy: read_machine_ticks().0,
             groups,
         }
     }
@@ -85,8 +82,8 @@ fn process_ticks(stat: &str) -> Option<(&str, u64)> {
     Some((comm, utime + stime))
 }
 
-/// Busy ticks of all cores from /proc/stat's first line (everything but idle and iowait).
-fn machine_busy_ticks(stat: &str) -> Option<u64> {
+/// (busy, total) ticks of all cores from /proc/stat's first line (busy: all but idle and iowait).
+fn machine_ticks(stat: &str) -> Option<(u64, u64)> {
     let fields: Vec<u64> = stat
         .lines()
         .next()?
@@ -95,7 +92,22 @@ fn machine_busy_ticks(stat: &str) -> Option<u64> {
         .filter_map(|f| f.parse().ok())
         .collect();
     let total: u64 = fields.iter().take(8).sum();
-    Some(total - fields.get(3)? - fields.get(4)?)
+    Some((total - fields.get(3)? - fields.get(4)?, total))
+}
+
+fn read_machine_ticks() -> (u64, u64) {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| machine_ticks(&s))
+        .unwrap_or((0, 0))
+}
+
+/// The busy share (0..1) of all cores over `window`.
+pub async fn busy_share(window: std::time::Duration) -> f64 {
+    let (busy0, total0) = read_machine_ticks();
+    tokio::time::sleep(window).await;
+    let (busy1, total1) = read_machine_ticks();
+    busy1.saturating_sub(busy0) as f64 / total1.saturating_sub(total0).max(1) as f64
 }
 
 #[cfg(test)]
@@ -110,8 +122,8 @@ mod tests {
         let odd = "7 (a (b) c) R 1 1 1 0 -1 0 0 0 0 0 10 5 0 0";
         assert_eq!(process_ticks(odd), Some(("a (b) c", 15)));
         assert_eq!(
-            machine_busy_ticks("cpu  100 5 50 1000 20 3 2 0 0 0\ncpu0 1 2 3\n"),
-            Some(160)
+            machine_ticks("cpu  100 5 50 1000 20 3 2 0 0 0\ncpu0 1 2 3\n"),
+            Some((160, 1180))
         );
     }
 

@@ -4,8 +4,10 @@
 //! outside (see [`checks`]). `bench/run.sh` builds and starts what it needs and calls the
 //! `seckill-bench` binary.
 
+pub mod ceiling;
 pub mod checks;
 pub mod cpu;
+pub mod machine;
 pub mod plot;
 pub mod report;
 pub mod run;

@@ -4,7 +4,6 @@
 //!
 //! Everything runs on 127.0.0.1 and every load is bounded by its duration.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,20 +12,21 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use seckill_core::ledger::LedgerConfig;
-use seckill_core::scripts::SCRIPTS;
-use seckill_core::time::{now_ms, now_unix};
-use seckill_core::{ActivityId, ActivityKeys, Ledger, NewActivity};
+use seckill_core::time::now_unix;
+use seckill_core::{ActivityId, ActivityKeys, Ledger};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+use crate::ceiling::redis_ceiling;
 use crate::checks::{check_sale, Check, Sources, Told};
-use crate::cpu::CpuTimes;
+use crate::cpu::{busy_share, CpuTimes};
+use crate::machine::machine;
 use crate::report::{
-    thousands, Ceilings, Machine, OutcomeLatency, Persistence, Report, Sample, ScenarioReport,
+    thousands, Ceilings, OutcomeLatency, Persistence, Report, Sample, ScenarioReport,
 };
 use crate::scrape::{http_get, scrape, Scrape};
-use crate::tools::{parse_redis_benchmark, run_tool, Oha, RedisBench, Wrk};
+use crate::tools::{Oha, Wrk};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -102,10 +102,10 @@ pub struct Options {
 }
 
 /// A child process killed when dropped.
-struct Service {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
+pub(crate) struct Service {
+    pub(crate) name: &'static str,
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
 }
 
 impl Service {
@@ -133,7 +133,7 @@ impl Service {
     }
 
     /// An error if it has exited, with the end of its log.
-    fn alive(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
@@ -374,29 +374,6 @@ async fn forget_earlier_runs(
     Ok(())
 }
 
-/// Busy share of all cores over `window`, from /proc/stat.
-async fn busy(window: Duration) -> anyhow::Result<f64> {
-    fn read() -> anyhow::Result<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat")?;
-        let fields: Vec<u64> = stat
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("cpu "))
-            .context("no cpu line in /proc/stat")?
-            .split_whitespace()
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        let total: u64 = fields.iter().take(8).sum();
-        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-        Ok((total, idle))
-    }
-    let (total0, idle0) = read()?;
-    tokio::time::sleep(window).await;
-    let (total1, idle1) = read()?;
-    let total = total1.saturating_sub(total0).max(1);
-    Ok(1.0 - idle1.saturating_sub(idle0) as f64 / total as f64)
-}
-
 /// Waits (at most 3 minutes) until the machine is quiet — below 15 % busy for two seconds in a
 /// row — so that one phase's leftovers (the writer catching up on the topic, mirroring statuses,
 /// PostgreSQL checkpointing) do not eat into the next phase's figures.
@@ -405,7 +382,7 @@ async fn settle() -> anyhow::Result<()> {
     let mut quiet = 0;
     let mut said = false;
     while quiet < 2 {
-        let share = busy(Duration::from_secs(1)).await?;
+        let share = busy_share(Duration::from_secs(1)).await;
         quiet = if share < 0.15 { quiet + 1 } else { 0 };
         if quiet == 0 && !said {
             say(&format!(
@@ -421,6 +398,28 @@ async fn settle() -> anyhow::Result<()> {
             ));
             break;
         }
+    }
+    Ok(())
+}
+
+/// Runs `seckillctl ARGS` with the run's environment; an error with its message if it fails.
+async fn run_seckillctl(
+    seckillctl: &Path,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new(seckillctl)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .await
+        .with_context(|| format!("running {}", seckillctl.display()))?;
+    if !output.status.success() {
+        bail!(
+            "seckillctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -464,59 +463,48 @@ async fn run_scenario(
         thousands(stock as f64)
     ));
     let seckillctl = opts.bin.join("seckillctl");
-    let ctl_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let ctl = |args: Vec<String>| {
-        let seckillctl = seckillctl.clone();
-        let ctl_env = ctl_env.clone();
-        async move {
-            let output = tokio::process::Command::new(&seckillctl)
-                .args(&args)
-                .envs(ctl_env)
-                .output()
-                .await
-                .with_context(|| format!("running {}", seckillctl.display()))?;
-            if !output.status.success() {
-                bail!(
-                    "seckillctl {} failed: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-            }
-            Ok(())
-        }
-    };
-    ctl(vec![
-        "activity".into(),
-        "create".into(),
-        "--id".into(),
-        id.to_string(),
-        "--name".into(),
-        format!("bench {name}"),
-        "--stock".into(),
-        stock.to_string(),
-        "--price-cents".into(),
-        "100".into(),
-        "--per-user-limit".into(),
-        limit.to_string(),
-        "--starts-at".into(),
-        "now".into(),
-        "--duration".into(),
-        "2h".into(),
-    ])
+    let (stock_arg, limit_arg) = (stock.to_string(), limit.to_string());
+    run_seckillctl(
+        &seckillctl,
+        env,
+        &[
+            "activity",
+            "create",
+            "--id",
+            id.as_str(),
+            "--name",
+            &format!("bench {name}"),
+            "--stock",
+            &stock_arg,
+            "--price-cents",
+            "100",
+            "--per-user-limit",
+            &limit_arg,
+            "--starts-at",
+            "now",
+            "--duration",
+            "2h",
+        ],
+    )
     .await?;
     let tokens = opts.work.join(format!("{name}-tokens.txt"));
-    ctl(vec![
-        "token".into(),
-        "mint".into(),
-        "--users".into(),
-        format!("1..{users}"),
-        "--prefix".into(),
-        format!("{name}u"),
-        "--ttl".into(),
-        "3h".into(),
-        "--out".into(),
-        tokens.display().to_string(),
-    ])
+    let tokens_arg = tokens.display().to_string();
+    run_seckillctl(
+        &seckillctl,
+        env,
+        &[
+            "token",
+            "mint",
+            "--users",
+            &format!("1..{users}"),
+            "--prefix",
+            &format!("{name}u"),
+            "--ttl",
+            "3h",
+            "--out",
+            &tokens_arg,
+        ],
+    )
     .await?;
     let one_token = std::fs::read_to_string(&tokens)?
         .lines()
@@ -779,196 +767,4 @@ async fn rows(database: &tokio_postgres::Client, id: &ActivityId) -> anyhow::Res
         )
         .await?
         .get(0))
-}
-
-/// redis-benchmark running EVALSHA of the deduct script against a private redis-server,
-/// configured like the stack's (append-only file, fsync every second), each call by a new
-/// random user with a new random order id: every call a winner, the gateway's hot path in Redis.
-async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
-    let port = free_port()?;
-    // Empty every time: an earlier run's append-only file would be replayed first.
-    let dir = opts.work.join("redis-ceiling");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let mut server = Service {
-        name: "redis-server (ceiling)",
-        child: Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "everysec"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server")?,
-        log: opts.work.join("redis-ceiling.log"),
-    };
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut ledger = None;
-    for _ in 0..200 {
-        server.alive()?;
-        if let Ok(l) = Ledger::connect(&LedgerConfig::new(url.clone())).await {
-            ledger = Some(l);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let ledger = ledger.context("the private redis-server did not answer")?;
-    let id = ActivityId::parse("ceiling").map_err(anyhow::Error::msg)?;
-    let now = now_ms() as i64;
-    ledger
-        .create_activity(&NewActivity {
-            id: id.clone(),
-            name: "ceiling".into(),
-            price_cents: 100,
-            stock_total: 1_000_000_000_000,
-            per_user_limit: 1,
-            starts_at_ms: now - 1000,
-            ends_at_ms: now + 3_600_000,
-        })
-        .await?;
-    let keys = ActivityKeys::new(&id);
-    let requests = (opts.duration.as_secs() * 40_000).max(50_000);
-    let mut args: Vec<String> = [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-c",
-        &opts.connections.to_string(),
-        "-n",
-        &requests.to_string(),
-        "-r",
-        "1000000000",
-        "--csv",
-        "EVALSHA",
-        &SCRIPTS.deduct.sha,
-        "7",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.extend(
-        [
-            &keys.meta,
-            &keys.stock,
-            &keys.reserved,
-            &keys.buyers,
-            &keys.user_order,
-            &keys.orders,
-            &keys.outbox,
-        ]
-        .iter()
-        .map(|k| (*k).clone()),
-    );
-    args.extend(["u__rand_int__", "1", "__rand_int__", "bench", "ceiling"].map(String::from));
-    let stdout = run_tool("redis-benchmark", &args).await?;
-    let mut bench = parse_redis_benchmark(&stdout)?;
-    bench.command = format!(
-        "redis-benchmark -c{} -n{requests} -r 1e9 EVALSHA <deduct> 7 <keys> u__rand_int__ 1 __rand_int__ bench ceiling",
-        opts.connections
-    );
-    // Every call must have been a win: otherwise the figure is not the hot path's.
-    // (HLEN, not the audit script: that one reads every order, too slow for a response timeout.)
-    let orders: i64 = redis::cmd("HLEN")
-        .arg(&keys.orders)
-        .query_async(&mut ledger.connection())
-        .await?;
-    if orders < requests as i64 * 99 / 100 {
-        bail!(
-            "redis-benchmark made {orders} orders of {requests} calls: the calls did not run the deduct path"
-        );
-    }
-    Ok(bench)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn machine(database: &tokio_postgres::Client) -> Machine {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    let cpuinfo = read("/proc/cpuinfo");
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let memory_gib = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    let mut versions = BTreeMap::new();
-    let first_line = |program: &str, args: &[&str]| -> Option<String> {
-        let out = Command::new(program).args(args).output().ok()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text.lines().next().map(|l| l.trim().to_owned())
-    };
-    if let Some(v) = first_line("redis-server", &["--version"]) {
-        let v = v
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("v="))
-            .unwrap_or(&v);
-        versions.insert("redis".to_owned(), v.to_owned());
-    }
-    if let Ok(row) = database.query_one("SHOW server_version", &[]).await {
-        let v: String = row.get(0);
-        versions.insert(
-            "postgresql".to_owned(),
-            v.split_whitespace().next().unwrap_or("").to_owned(),
-        );
-    }
-    if let Some(list) = first_line(
-        "sh",
-        &["-c", "cargo install --list | grep '^rocketmq-broker '"],
-    ) {
-        versions.insert(
-            "rocketmq-broker".to_owned(),
-            list.split_whitespace()
-                .nth(1)
-                .unwrap_or("")
-                .trim_end_matches(':')
-                .to_owned(),
-        );
-    }
-    for (name, args) in [
-        ("wrk", ["-v"]),
-        ("oha", ["--version"]),
-        ("rustc", ["--version"]),
-    ] {
-        if let Some(v) = first_line(name, &args) {
-            if let Some(v) = v.split_whitespace().nth(1) {
-                versions.insert(name.to_owned(), v.to_owned());
-            }
-        }
-    }
-    let commit = first_line("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
-    let dirty = first_line("git", &["status", "--porcelain", "--untracked-files=no"]).is_some();
-    Machine {
-        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu,
-        memory_gib,
-        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
-        versions,
-        commit: if dirty {
-            format!("{commit}-dirty")
-        } else {
-            commit
-        },
-    }
 }

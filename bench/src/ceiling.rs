@@ -1,0 +1,129 @@
+//! The ceilings of this machine beside the gateway's figures: what Redis itself does running
+//! the deduct script (the `/healthz` ceiling is a plain wrk run, in [`crate::run`]).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use seckill_core::ledger::LedgerConfig;
+use seckill_core::scripts::SCRIPTS;
+use seckill_core::time::now_ms;
+use seckill_core::{ActivityId, ActivityKeys, Ledger, NewActivity};
+
+use crate::run::{Options, Service};
+use crate::tools::{parse_redis_benchmark, run_tool, RedisBench};
+
+/// redis-benchmark running EVALSHA of the deduct script against a private redis-server,
+/// configured like the stack's (append-only file, fsync every second), each call by a new
+/// random user with a new random order id: every call a winner, the gateway's hot path in Redis.
+pub async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
+    let port = free_port()?;
+    // Empty every time: an earlier run's append-only file would be replayed first.
+    let dir = opts.work.join("redis-ceiling");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut server = Service {
+        name: "redis-server (ceiling)",
+        child: Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "everysec"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server")?,
+        log: opts.work.join("redis-ceiling.log"),
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut ledger = None;
+    for _ in 0..200 {
+        server.alive()?;
+        if let Ok(l) = Ledger::connect(&LedgerConfig::new(url.clone())).await {
+            ledger = Some(l);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ledger = ledger.context("the private redis-server did not answer")?;
+    let id = ActivityId::parse("ceiling").map_err(anyhow::Error::msg)?;
+    let now = now_ms() as i64;
+    ledger
+        .create_activity(&NewActivity {
+            id: id.clone(),
+            name: "ceiling".into(),
+            price_cents: 100,
+            stock_total: 1_000_000_000_000,
+            per_user_limit: 1,
+            starts_at_ms: now - 1000,
+            ends_at_ms: now + 3_600_000,
+        })
+        .await?;
+    let keys = ActivityKeys::new(&id);
+    let requests = (opts.duration.as_secs() * 40_000).max(50_000);
+    let mut args: Vec<String> = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-c",
+        &opts.connections.to_string(),
+        "-n",
+        &requests.to_string(),
+        "-r",
+        "1000000000",
+        "--csv",
+        "EVALSHA",
+        &SCRIPTS.deduct.sha,
+        "7",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(
+        [
+            &keys.meta,
+            &keys.stock,
+            &keys.reserved,
+            &keys.buyers,
+            &keys.user_order,
+            &keys.orders,
+            &keys.outbox,
+        ]
+        .iter()
+        .map(|k| (*k).clone()),
+    );
+    args.extend(["u__rand_int__", "1", "__rand_int__", "bench", "ceiling"].map(String::from));
+    let stdout = run_tool("redis-benchmark", &args).await?;
+    let mut bench = parse_redis_benchmark(&stdout)?;
+    bench.command = format!(
+        "redis-benchmark -c{} -n{requests} -r 1e9 EVALSHA <deduct> 7 <keys> u__rand_int__ 1 __rand_int__ bench ceiling",
+        opts.connections
+    );
+    // Every call must have been a win: otherwise the figure is not the hot path's.
+    // (HLEN, not the audit script: that one reads every order, too slow for a response timeout.)
+    let orders: i64 = redis::cmd("HLEN")
+        .arg(&keys.orders)
+        .query_async(&mut ledger.connection())
+        .await?;
+    if orders < requests as i64 * 99 / 100 {
+        bail!(
+            "redis-benchmark made {orders} orders of {requests} calls: the calls did not run the deduct path"
+        );
+    }
+    Ok(bench)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
