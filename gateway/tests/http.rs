@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use http::{Method, StatusCode};
+use seckill_core::ledger::DeductOutcome;
 use seckill_core::time::now_unix;
 use seckill_core::{token, ActivityKeys, UserId};
 
@@ -469,6 +470,40 @@ async fn activity_view_health_ready_metrics_and_unknown_routes() {
     );
     let r = gw.get(&format!("/v1/activities/{id}/orders"), None).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// A ledger test, here for the private Redis: on the shared one, any other test's start-up
+/// (SCRIPT LOAD) can land between our SCRIPT FLUSH and our deduct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noscript_after_script_flush_reloads_and_retries_once() {
+    let redis = PrivateRedis::start().await;
+    let ledger = ledger_at(&redis.url).await;
+    let ids = seckill_core::id::IdGenerator::new(7);
+    let id = open(&ledger, "flush", 5, 1).await;
+    let keys = ActivityKeys::new(&id);
+    let deduct = |name: &'static str| {
+        let (ledger, keys, ids) = (&ledger, &keys, &ids);
+        async move {
+            let user = UserId::parse(name).unwrap();
+            let attempt = seckill_core::ledger::Attempt {
+                user: &user,
+                quantity: 1,
+                channel: "web",
+            };
+            ledger.deduct(keys, attempt, ids).await.unwrap()
+        }
+    };
+    assert!(matches!(deduct("a").await, DeductOutcome::Won { .. }));
+    let before = ledger.script_reloads();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut ledger.connection())
+        .await
+        .unwrap();
+    assert!(matches!(deduct("b").await, DeductOutcome::Won { .. }));
+    assert_eq!(ledger.script_reloads(), before + 1, "one reload, one retry");
+    assert!(matches!(deduct("c").await, DeductOutcome::Won { .. }));
+    assert_eq!(ledger.script_reloads(), before + 1, "loaded again for good");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -429,35 +429,6 @@ async fn create_refuses_duplicates_restock_guards_what_is_taken_close_ends() {
 }
 
 #[tokio::test]
-async fn noscript_after_script_flush_reloads_and_retries_once() {
-    let ledger = ledger().await;
-    let ids = IdGenerator::new(7);
-    let keys = open_activity(&ledger, "flush", 5, 1).await;
-    let before = ledger.script_reloads();
-    redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async::<()>(&mut ledger.connection())
-        .await
-        .unwrap();
-    assert!(matches!(
-        ledger
-            .deduct(&keys, attempt(&user("a"), 1), &ids)
-            .await
-            .unwrap(),
-        DeductOutcome::Won { .. }
-    ));
-    // Other tests may flush or reload concurrently; at least our own reload happened.
-    assert!(ledger.script_reloads() > before);
-    assert!(matches!(
-        ledger
-            .deduct(&keys, attempt(&user("b"), 1), &ids)
-            .await
-            .unwrap(),
-        DeductOutcome::Won { .. }
-    ));
-}
-
-#[tokio::test]
 async fn worker_leases_are_exclusive() {
     let ledger = ledger().await;
     let ttl = std::time::Duration::from_secs(5);
