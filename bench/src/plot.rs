@@ -90,13 +90,14 @@ fn panel(
     label: impl Fn(f64) -> String,
 ) {
     let width = WIDTH - LEFT - RIGHT;
-    let v_max = series
+    let highest = series
         .iter()
         .flatten()
         .map(|(_, v)| *v)
-        .fold(0.0_f64, f64::max)
-        .max(1e-9)
-        * 1.1;
+        .fold(0.0_f64, f64::max);
+    let step = nice_step(highest / 4.0);
+    let ticks = (highest / step).ceil().max(1.0) as u32;
+    let v_max = step * f64::from(ticks);
     let x = |t: f64| LEFT + t / t_max * width;
     let y = |v: f64| top + PANEL - v / v_max * PANEL;
     let _ = writeln!(
@@ -105,8 +106,8 @@ fn panel(
          <text x=\"{LEFT}\" y=\"{}\" font-weight=\"bold\">{title}</text>",
         top - 6.0
     );
-    for i in 0..=4 {
-        let v = v_max * f64::from(i) / 4.0;
+    for i in 0..=ticks {
+        let v = step * f64::from(i);
         let _ = writeln!(
             svg,
             "<line x1=\"{LEFT}\" y1=\"{yy}\" x2=\"{}\" y2=\"{yy}\" stroke=\"#eee\"/>\
@@ -141,5 +142,32 @@ fn panel(
             COLORS[i % COLORS.len()],
             path.join(" ")
         );
+    }
+}
+
+/// The smallest 1, 2 or 5 × 10^k at least `raw`: axis ticks a reader can add up.
+fn nice_step(raw: f64) -> f64 {
+    if raw.is_nan() || raw <= 0.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|step| *step >= raw)
+        .unwrap_or(10.0 * magnitude)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nice_step;
+
+    #[test]
+    fn steps_are_one_two_or_five_times_a_power_of_ten() {
+        assert_eq!(nice_step(0.0), 1.0);
+        assert_eq!(nice_step(13_000.0), 20_000.0);
+        assert_eq!(nice_step(4.2), 5.0);
+        assert_eq!(nice_step(0.7), 1.0);
+        assert_eq!(nice_step(1000.0), 1000.0);
     }
 }
