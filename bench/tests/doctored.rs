@@ -11,7 +11,6 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::stack::*;
@@ -19,7 +18,6 @@ use common::*;
 use redis::AsyncCommands;
 use seckill_bench::checks::{check_sale, Sources, Told, Verdict};
 use seckill_core::{ActivityId, ActivityKeys, Ledger};
-use seckill_order_writer::store::Store;
 
 const STOCK: usize = 30;
 
@@ -103,16 +101,18 @@ impl Harness<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_checks_pass_a_real_sale_and_catch_each_doctoring() {
-    let mq = PrivateRocketMq::start().await;
-    let database_url = fresh_database().await;
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "doctored", STOCK as i64, 1).await;
-    let _writer = start_writer(&database_url, &mq.namesrv, &[&activity]).await;
-    let gw = Arc::new(TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await);
+    let Sale {
+        mq: _mq,
+        database: database_url,
+        ledger,
+        activity,
+        writer: _writer,
+        gw,
+        store,
+    } = Sale::start("doctored", STOCK as i64, 1, |_| {}).await;
 
     let won = crowd(&gw, &activity, "buyer", 3 * STOCK).await;
     assert_eq!(won.len(), STOCK);
-    let store = Store::connect(&database_url, 2).await.unwrap();
     assert_eq!(
         wait_for_rows(&store, activity.as_str(), STOCK, Duration::from_secs(90)).await,
         STOCK

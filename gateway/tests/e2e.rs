@@ -47,17 +47,19 @@ fn assert_verified(output: &std::process::Output) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
-    let mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "e2e", 40, 1).await;
-    let writer = start_writer(&database, &mq.namesrv, &[&activity]).await;
-    let gw = Arc::new(TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await);
+    let Sale {
+        mq,
+        database,
+        ledger,
+        activity,
+        writer,
+        gw,
+        store,
+    } = Sale::start("e2e", 40, 1, |_| {}).await;
 
     let won = crowd(&gw, &activity, "buyer", 150).await;
     assert_eq!(won.len(), 40, "exactly the stock wins");
 
-    let store = Store::connect(&database, 2).await.unwrap();
     assert_eq!(
         wait_for_rows(&store, activity.as_str(), 40, DRAIN).await,
         40
@@ -251,13 +253,15 @@ async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_stopped_while_taking_orders_then_restarted_loses_nothing() {
-    let mut mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "broker", 60, 1).await;
-    let writer = start_writer(&database, &mq.namesrv, &[&activity]).await;
-    let gw = Arc::new(TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await);
-    let store = Store::connect(&database, 2).await.unwrap();
+    let Sale {
+        mut mq,
+        database,
+        ledger,
+        activity,
+        writer,
+        gw,
+        store,
+    } = Sale::start("broker", 60, 1, |_| {}).await;
 
     let before = crowd(&gw, &activity, "pre", 20).await;
     assert_eq!(before.len(), 20, "broker up: every winner confirmed");

@@ -14,6 +14,7 @@ use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
 use seckill_core::mq::MqRuntime;
 use seckill_core::{ActivityId, ActivityKeys, Ledger, OrderId, OrderStatus};
+use seckill_order_writer::config::WriterConfig;
 use seckill_order_writer::lifecycle::Lifecycle;
 use seckill_order_writer::store::Store;
 use seckill_order_writer::Writer;
@@ -31,6 +32,14 @@ async fn writer_with_window(
     config.payment_window = window;
     config.sweep_every = sweep;
     Writer::start(&config).await.unwrap()
+}
+
+/// A writer setting: this payment window, and a sweep rare enough not to take part.
+fn payment_window(secs: u64) -> impl FnOnce(&mut WriterConfig) {
+    move |config| {
+        config.payment_window = Duration::from_secs(secs);
+        config.sweep_every = Duration::from_secs(60);
+    }
 }
 
 fn signed(body: &str, secret: &str) -> String {
@@ -106,20 +115,15 @@ async fn won(gw: &TestGateway, activity: &ActivityId, user: &str) -> OrderId {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unpaid_order_is_cancelled_after_the_window_and_its_stock_sold_again() {
-    // A broker of this test's own: no other test's traffic, no history to replay.
-    let mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "timeout", 1, 1).await;
-    let writer = writer_with_window(
-        &mq.namesrv,
-        &database,
-        &[&activity],
-        Duration::from_secs(4),
-        Duration::from_secs(60),
-    )
-    .await;
-    let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
+    let Sale {
+        mq: _mq,
+        database,
+        ledger,
+        activity,
+        writer,
+        gw,
+        store,
+    } = Sale::start("timeout", 1, 1, payment_window(4)).await;
 
     let first = won(&gw, &activity, "slowpoke").await;
     assert_eq!(gw.attempt(&activity, "eager").await.error(), "sold_out");
@@ -139,7 +143,6 @@ async fn an_unpaid_order_is_cancelled_after_the_window_and_its_stock_sold_again(
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     ledger_status_becomes(&ledger, second, OrderStatus::PendingPayment).await;
-    let store = Store::connect(&database, 2).await.unwrap();
     assert_eq!(db_status(&store, first).await, Some(OrderStatus::Cancelled));
     let view = gw
         .get(&format!("/v1/orders/{first}"), Some(&token_for("slowpoke")))
@@ -151,21 +154,15 @@ async fn an_unpaid_order_is_cancelled_after_the_window_and_its_stock_sold_again(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_both() {
-    // A broker of this test's own: no other test's traffic, no history to replay.
-    let mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "race", 3, 1).await;
-    let writer = writer_with_window(
-        &mq.namesrv,
-        &database,
-        &[&activity],
-        Duration::from_secs(6),
-        Duration::from_secs(60),
-    )
-    .await;
-    let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
-    let store = Store::connect(&database, 2).await.unwrap();
+    let Sale {
+        mq: _mq,
+        database,
+        ledger,
+        activity,
+        writer,
+        gw,
+        store,
+    } = Sale::start("race", 3, 1, payment_window(6)).await;
     let keys = ActivityKeys::new(&activity);
 
     // The window runs from the win: start the clock only once this fresh writer's consumers
@@ -220,21 +217,15 @@ async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_duplicate_mismatched_and_unknown_notifications() {
-    // A broker of this test's own: no other test's traffic, no history to replay.
-    let mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "notify", 5, 1).await;
-    let writer = writer_with_window(
-        &mq.namesrv,
-        &database,
-        &[&activity],
-        Duration::from_secs(1800),
-        Duration::from_secs(60),
-    )
-    .await;
-    let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
-    let store = Store::connect(&database, 2).await.unwrap();
+    let Sale {
+        mq: _mq,
+        database,
+        ledger,
+        activity,
+        writer,
+        gw,
+        store,
+    } = Sale::start("notify", 5, 1, payment_window(1800)).await;
     let order = won(&gw, &activity, "buyer").await;
     ledger_status_becomes(&ledger, order, OrderStatus::PendingPayment).await;
 
@@ -312,24 +303,19 @@ async fn forged_duplicate_mismatched_and_unknown_notifications() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_owner_cancels_an_unpaid_order_but_not_a_paid_one_and_operators_refund() {
-    // A broker of this test's own: no other test's traffic, no history to replay.
-    let mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "owner", 3, 1).await;
-    let writer = writer_with_window(
-        &mq.namesrv,
-        &database,
-        &[&activity],
-        Duration::from_secs(1800),
-        Duration::from_secs(60),
-    )
-    .await;
-    let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
+    let Sale {
+        mq: _mq,
+        database,
+        ledger,
+        activity,
+        writer,
+        gw,
+        store: _,
+    } = Sale::start("owner", 3, 1, payment_window(1800)).await;
 
     let mine = won(&gw, &activity, "owner1").await;
     // The owner cancels the order once it shows as pending_payment (a cancel that reaches the
-    // writer before the order does is retried with the broker's back-off: 10 s, 30 s, …).
+    // writer before the order does is retried for ~3 s, then with the broker's back-off).
     ledger_status_becomes(&ledger, mine, OrderStatus::PendingPayment).await;
     let path = format!("/v1/orders/{mine}");
     let stranger = gw

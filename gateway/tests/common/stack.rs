@@ -7,9 +7,11 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use seckill_core::time::now_ms;
+use seckill_core::{ActivityId, Ledger};
 use seckill_order_writer::config::{StartAt, WriterConfig};
 use seckill_order_writer::store::Store;
 use seckill_order_writer::Writer;
@@ -75,6 +77,49 @@ pub async fn start_writer(
     Writer::start(&writer_config(database_url, namesrv, activities))
         .await
         .unwrap()
+}
+
+/// A sale on a stack of the test's own: a private broker (no other test's traffic, no history
+/// to replay), a fresh database, an open activity, an in-process writer for it and a gateway on
+/// that broker. Fields are public so a test destructures what it uses.
+pub struct Sale {
+    pub mq: PrivateRocketMq,
+    pub database: String,
+    pub ledger: Ledger,
+    pub activity: ActivityId,
+    pub writer: Writer,
+    pub gw: Arc<super::TestGateway>,
+    pub store: Store,
+}
+
+impl Sale {
+    /// `configure` adjusts the writer (payment window, sweep period) before it starts.
+    pub async fn start(
+        name: &str,
+        stock: i64,
+        limit: u32,
+        configure: impl FnOnce(&mut WriterConfig),
+    ) -> Self {
+        let mq = PrivateRocketMq::start().await;
+        let database = fresh_database().await;
+        let ledger = super::ledger_at(&super::redis_url()).await;
+        let activity = super::open(&ledger, name, stock, limit).await;
+        let mut config = writer_config(&database, &mq.namesrv, &[&activity]);
+        configure(&mut config);
+        let writer = Writer::start(&config).await.unwrap();
+        let gw =
+            Arc::new(super::TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await);
+        let store = Store::connect(&database, 2).await.unwrap();
+        Sale {
+            mq,
+            database,
+            ledger,
+            activity,
+            writer,
+            gw,
+            store,
+        }
+    }
 }
 
 /// The `seckill-order-writer` binary next to the test executable.
