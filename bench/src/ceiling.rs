@@ -69,38 +69,33 @@ pub async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
         .await?;
     let keys = ActivityKeys::new(&id);
     let requests = (opts.duration.as_secs() * 40_000).max(50_000);
+    let (port, connections, requests_arg) = (
+        port.to_string(),
+        opts.connections.to_string(),
+        requests.to_string(),
+    );
+    let deduct_keys = keys.deduct_keys();
+    let key_count = deduct_keys.len().to_string();
     let mut args: Vec<String> = [
         "-h",
         "127.0.0.1",
         "-p",
-        &port.to_string(),
+        &port,
         "-c",
-        &opts.connections.to_string(),
+        &connections,
         "-n",
-        &requests.to_string(),
+        &requests_arg,
         "-r",
         "1000000000",
         "--csv",
         "EVALSHA",
         &SCRIPTS.deduct.sha,
-        "7",
+        &key_count,
     ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.extend(
-        [
-            &keys.meta,
-            &keys.stock,
-            &keys.reserved,
-            &keys.buyers,
-            &keys.user_order,
-            &keys.orders,
-            &keys.outbox,
-        ]
-        .iter()
-        .map(|k| (*k).clone()),
-    );
+    .map(String::from)
+    .to_vec();
+    args.extend(deduct_keys.map(String::from));
+    // ARGV: a new random user and a new random order id on every call.
     args.extend(["u__rand_int__", "1", "__rand_int__", "bench", "ceiling"].map(String::from));
     let stdout = run_tool("redis-benchmark", &args).await?;
     let mut bench = parse_redis_benchmark(&stdout)?;

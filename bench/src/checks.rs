@@ -31,15 +31,35 @@ impl Check {
     }
 }
 
-/// The outcome of every check of one activity.
-#[derive(Clone, Debug, Serialize)]
+/// The outcome of every check of one activity (serialized with `ok`: all of them passed).
+#[derive(Clone, Debug)]
 pub struct Verdict {
     pub activity: String,
-    pub ok: bool,
     pub checks: Vec<Check>,
 }
 
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            activity: &'a str,
+            ok: bool,
+            checks: &'a [Check],
+        }
+        Shown {
+            activity: &self.activity,
+            ok: self.ok(),
+            checks: &self.checks,
+        }
+        .serialize(serializer)
+    }
+}
+
 impl Verdict {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
     pub fn violations(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| !c.ok)
     }
@@ -77,7 +97,7 @@ pub async fn check_sale(
         .audit(&ActivityKeys::new(activity))
         .await?
         .with_context(|| format!("activity {activity} is not in the ledger"))?;
-    let taken = audit.reserved + audit.sold;
+    let taken = audit.taken();
     let mut checks = Vec::new();
 
     checks.push(if told.demand_exceeded_stock {
@@ -111,15 +131,8 @@ pub async fn check_sale(
 
     checks.push(Check::new(
         "ledger_balanced",
-        audit.stock + taken == audit.stock_total,
-        format!(
-            "stock {} + reserved {} + sold {} = {} (total {})",
-            audit.stock,
-            audit.reserved,
-            audit.sold,
-            audit.stock + taken,
-            audit.stock_total
-        ),
+        audit.balanced(),
+        audit.balance_line(),
     ));
 
     let over_in_database =
@@ -178,7 +191,6 @@ pub async fn check_sale(
 
     Ok(Verdict {
         activity: activity.to_string(),
-        ok: checks.iter().all(|c| c.ok),
         checks,
     })
 }

@@ -223,7 +223,7 @@ async fn go(cli: Cli) -> anyhow::Result<bool> {
             } else {
                 verdict.print();
             }
-            Ok(verdict.ok)
+            Ok(verdict.ok())
         }
     }
 }

@@ -290,7 +290,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         .with_context(|| format!("scenario {}", scenario.name()))?;
         scenarios.push(report);
     }
-    let ok = scenarios.iter().all(|s| s.verdict.ok);
+    let ok = scenarios.iter().all(|s| s.verdict.ok());
     Ok(Report {
         started_at,
         command: opts.command.clone(),
@@ -596,7 +596,6 @@ async fn run_scenario(
             ),
         ),
     );
-    verdict.ok = verdict.checks.iter().all(|c| c.ok);
     verdict.print();
 
     let outcomes = window

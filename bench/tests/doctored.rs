@@ -74,13 +74,16 @@ impl Harness<'_> {
 
     async fn assert_clean(&self) {
         let verdict = self.verdict().await;
-        assert!(verdict.ok, "expected every check to pass: {verdict:#?}");
+        assert!(verdict.ok(), "expected every check to pass: {verdict:#?}");
     }
 
     /// The doctoring is caught: the named checks fail, and the command says so and exits 1.
     async fn assert_caught(&self, doctoring: &str, expected: &[&str]) {
         let verdict = self.verdict().await;
-        assert!(!verdict.ok, "{doctoring}: the checks passed: {verdict:#?}");
+        assert!(
+            !verdict.ok(),
+            "{doctoring}: the checks passed: {verdict:#?}"
+        );
         for name in expected {
             assert!(
                 verdict.failed(name),

@@ -605,19 +605,12 @@ struct VerifyReport {
 }
 
 fn checks(audit: &Audit) -> Vec<Check> {
-    let taken = audit.reserved + audit.sold;
+    let taken = audit.taken();
     vec![
         Check {
             name: "balanced",
-            ok: audit.stock + audit.reserved + audit.sold == audit.stock_total,
-            detail: format!(
-                "stock {} + reserved {} + sold {} = {} (total {})",
-                audit.stock,
-                audit.reserved,
-                audit.sold,
-                audit.stock + taken,
-                audit.stock_total
-            ),
+            ok: audit.balanced(),
+            detail: audit.balance_line(),
         },
         Check {
             name: "non_negative",

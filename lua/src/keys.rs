@@ -120,6 +120,19 @@ impl ActivityKeys {
         }
     }
 
+    /// The KEYS of `deduct.lua`, in its order.
+    pub fn deduct_keys(&self) -> [&str; 7] {
+        [
+            &self.meta,
+            &self.stock,
+            &self.reserved,
+            &self.buyers,
+            &self.user_order,
+            &self.orders,
+            &self.outbox,
+        ]
+    }
+
     /// Every key of the activity (for deleting a test activity).
     pub fn all(&self) -> [&str; 9] {
         [

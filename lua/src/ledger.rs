@@ -168,6 +168,30 @@ pub struct Audit {
     pub over_limit: Vec<(String, i64)>,
 }
 
+impl Audit {
+    /// Units won and not given back: reserved + sold.
+    pub fn taken(&self) -> i64 {
+        self.reserved + self.sold
+    }
+
+    /// The ledger's invariant: stock + reserved + sold = stock_total.
+    pub fn balanced(&self) -> bool {
+        self.stock + self.taken() == self.stock_total
+    }
+
+    /// The invariant's terms, for reports: `stock S + reserved R + sold D = X (total T)`.
+    pub fn balance_line(&self) -> String {
+        format!(
+            "stock {} + reserved {} + sold {} = {} (total {})",
+            self.stock,
+            self.reserved,
+            self.sold,
+            self.stock + self.taken(),
+            self.stock_total
+        )
+    }
+}
+
 /// For scripts that take no ARGV.
 const NO_ARGS: &[&str] = &[];
 
@@ -281,15 +305,7 @@ impl Ledger {
         ids: &IdGenerator,
     ) -> Result<DeductOutcome, LedgerError> {
         let script = &SCRIPTS.deduct;
-        let key_list = [
-            keys.meta.as_str(),
-            &keys.stock,
-            &keys.reserved,
-            &keys.buyers,
-            &keys.user_order,
-            &keys.orders,
-            &keys.outbox,
-        ];
+        let key_list = keys.deduct_keys();
         // An id collision is refused by the script without writing; a fresh id fixes it.
         for _ in 0..3 {
             let order_id = ids.next_id();
