@@ -9,7 +9,6 @@
 #[path = "../../gateway/tests/common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -20,16 +19,6 @@ use seckill_bench::checks::{check_sale, Sources, Told, Verdict};
 use seckill_core::{ActivityId, ActivityKeys, Ledger};
 
 const STOCK: usize = 30;
-
-/// A binary of the workspace next to this test's executable (`cargo test` builds them).
-fn binary(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join(name)
-}
 
 struct Harness<'a> {
     ledger: &'a Ledger,

@@ -122,20 +122,25 @@ impl Sale {
     }
 }
 
-/// The `seckill-order-writer` binary next to the test executable.
-pub fn writer_binary() -> PathBuf {
+/// A workspace binary next to the test executable (`scripts/test.sh` builds them first).
+pub fn binary(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().unwrap();
     dir.pop();
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let binary = dir.join("seckill-order-writer");
+    let binary = dir.join(name);
     assert!(
         binary.exists(),
         "{} missing: build it first (cargo build --workspace --bins)",
         binary.display()
     );
     binary
+}
+
+/// The `seckill-order-writer` binary next to the test executable.
+pub fn writer_binary() -> PathBuf {
+    binary("seckill-order-writer")
 }
 
 /// The writer as its own process, so a test can SIGKILL it.
