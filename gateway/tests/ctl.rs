@@ -9,9 +9,9 @@ use std::process::{Command, Output};
 use common::*;
 use redis::AsyncCommands;
 use seckill_core::id::IdGenerator;
-use seckill_core::ledger::{Attempt, DeductOutcome};
+use seckill_core::ledger::DeductOutcome;
 use seckill_core::time::now_unix;
-use seckill_core::{token, ActivityKeys, UserId};
+use seckill_core::{token, ActivityKeys};
 
 fn ctl(args: &[&str]) -> Output {
     ctl_env(args, &[])
@@ -283,19 +283,7 @@ async fn list_close_and_restock() {
 
     let keys = ActivityKeys::new(&id);
     let ids = IdGenerator::new(9);
-    let user = UserId::parse("holder").unwrap();
-    let won = ledger
-        .deduct(
-            &keys,
-            Attempt {
-                user: &user,
-                quantity: 2,
-                channel: "app",
-            },
-            &ids,
-        )
-        .await
-        .unwrap();
+    let won = buy(&ledger, &keys, &ids, "holder", 2).await;
     assert!(matches!(won, DeductOutcome::Won { .. }));
 
     assert_fails(
@@ -318,20 +306,8 @@ async fn list_close_and_restock() {
     let closed = ctl(&["activity", "close", id.as_str()]);
     assert!(closed.status.success());
     assert!(ledger.meta(&id).await.unwrap().unwrap().closed);
-    let other = UserId::parse("late").unwrap();
     assert_eq!(
-        ledger
-            .deduct(
-                &keys,
-                Attempt {
-                    user: &other,
-                    quantity: 1,
-                    channel: "app"
-                },
-                &ids
-            )
-            .await
-            .unwrap(),
+        buy(&ledger, &keys, &ids, "late", 1).await,
         DeductOutcome::Ended
     );
     assert!(stdout(&ctl(&["activity", "close", id.as_str()])).contains("already closed"));
@@ -395,19 +371,7 @@ async fn verify_passes_a_clean_ledger_and_fails_a_doctored_one() {
     let keys = ActivityKeys::new(&id);
     let ids = IdGenerator::new(10);
     for u in ["v1", "v2", "v3"] {
-        let user = UserId::parse(u).unwrap();
-        ledger
-            .deduct(
-                &keys,
-                Attempt {
-                    user: &user,
-                    quantity: 1,
-                    channel: "app",
-                },
-                &ids,
-            )
-            .await
-            .unwrap();
+        buy(&ledger, &keys, &ids, u, 1).await;
     }
     let clean = ctl(&["verify", "--ledger-only", id.as_str()]);
     assert_eq!(clean.status.code(), Some(0), "{}", stdout(&clean));

@@ -125,19 +125,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
     let ids = seckill_core::id::IdGenerator::new(77);
     let mut orders = Vec::new();
     for user in ["d1", "d2", "d3"] {
-        let user = seckill_core::UserId::parse(user).unwrap();
-        let outcome = ledger
-            .deduct(
-                &keys,
-                seckill_core::ledger::Attempt {
-                    user: &user,
-                    quantity: 1,
-                    channel: "app",
-                },
-                &ids,
-            )
-            .await
-            .unwrap();
+        let outcome = buy(&ledger, &keys, &ids, user, 1).await;
         let seckill_core::ledger::DeductOutcome::Won { record, .. } = outcome else {
             panic!()
         };
@@ -338,19 +326,7 @@ async fn reconcile_republishes_what_the_database_lacks() {
     let ids = seckill_core::id::IdGenerator::new(78);
     // Orders won in the ledger but never published (a gateway that died right after the deduct).
     for user in ["r1", "r2", "r3", "r4"] {
-        let user = seckill_core::UserId::parse(user).unwrap();
-        ledger
-            .deduct(
-                &keys,
-                seckill_core::ledger::Attempt {
-                    user: &user,
-                    quantity: 1,
-                    channel: "app",
-                },
-                &ids,
-            )
-            .await
-            .unwrap();
+        buy(&ledger, &keys, &ids, user, 1).await;
     }
     let writer = start_writer(&database, &mq.namesrv, &[&activity]).await;
     let out = seckillctl(&["verify", activity.as_str()], &database, &mq.namesrv);

@@ -481,28 +481,25 @@ async fn noscript_after_script_flush_reloads_and_retries_once() {
     let ids = seckill_core::id::IdGenerator::new(7);
     let id = open(&ledger, "flush", 5, 1).await;
     let keys = ActivityKeys::new(&id);
-    let deduct = |name: &'static str| {
-        let (ledger, keys, ids) = (&ledger, &keys, &ids);
-        async move {
-            let user = UserId::parse(name).unwrap();
-            let attempt = seckill_core::ledger::Attempt {
-                user: &user,
-                quantity: 1,
-                channel: "web",
-            };
-            ledger.deduct(keys, attempt, ids).await.unwrap()
-        }
-    };
-    assert!(matches!(deduct("a").await, DeductOutcome::Won { .. }));
+    assert!(matches!(
+        buy(&ledger, &keys, &ids, "a", 1).await,
+        DeductOutcome::Won { .. }
+    ));
     let before = ledger.script_reloads();
     redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async::<()>(&mut ledger.connection())
         .await
         .unwrap();
-    assert!(matches!(deduct("b").await, DeductOutcome::Won { .. }));
+    assert!(matches!(
+        buy(&ledger, &keys, &ids, "b", 1).await,
+        DeductOutcome::Won { .. }
+    ));
     assert_eq!(ledger.script_reloads(), before + 1, "one reload, one retry");
-    assert!(matches!(deduct("c").await, DeductOutcome::Won { .. }));
+    assert!(matches!(
+        buy(&ledger, &keys, &ids, "c", 1).await,
+        DeductOutcome::Won { .. }
+    ));
     assert_eq!(ledger.script_reloads(), before + 1, "loaded again for good");
 }
 

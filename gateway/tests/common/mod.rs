@@ -301,6 +301,23 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// `quantity` units bought straight in the ledger as `user` (no gateway, nothing published).
+pub async fn buy(
+    ledger: &Ledger,
+    keys: &seckill_core::ActivityKeys,
+    ids: &seckill_core::id::IdGenerator,
+    user: &str,
+    quantity: u32,
+) -> seckill_core::ledger::DeductOutcome {
+    let user = UserId::parse(user).unwrap();
+    let attempt = seckill_core::ledger::Attempt {
+        user: &user,
+        quantity,
+        channel: "app",
+    };
+    ledger.deduct(keys, attempt, ids).await.unwrap()
+}
+
 /// Buys with `users` distinct users at once; returns the order ids of the 202s.
 pub async fn crowd(
     gw: &Arc<TestGateway>,
