@@ -5,10 +5,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use seckill_core::ledger::LedgerConfig;
-use seckill_core::scripts::SCRIPTS;
-use seckill_core::time::now_ms;
-use seckill_core::{ActivityId, ActivityKeys, Ledger, NewActivity};
+use seckill_ledger::ledger::LedgerConfig;
+use seckill_ledger::scripts::SCRIPTS;
+use seckill_ledger::{ActivityId, ActivityKeys, Ledger, NewActivity};
+use seckill_service::now_ms;
 
 use crate::run::{Options, Service};
 use crate::tools::{parse_redis_benchmark, run_tool, RedisBench};

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use seckill_core::{ActivityId, ActivityKeys, Ledger};
+use seckill_ledger::{ActivityId, ActivityKeys, Ledger};
 use serde::Serialize;
 
 /// What the buyers were told during the run.

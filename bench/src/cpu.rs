@@ -127,11 +127,34 @@ mod tests {
         );
     }
 
+    fn reading(at: Instant, busy: u64, groups: &[(&'static str, u64)]) -> CpuTimes {
+        CpuTimes {
+            at,
+            total_busy: busy,
+            groups: groups.iter().copied().collect(),
+        }
+    }
+
     #[test]
-    fn the_stack_is_seen_while_running() {
-        // This test process itself is not in a group; the reading works anywhere.
-        let before = CpuTimes::now();
-        let after = CpuTimes::now();
-        assert!(after.cores_since(&before).contains_key("other"));
+    fn cores_are_split_between_the_groups_and_the_rest() {
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_secs(2);
+        let before = reading(t0, 1_000, &[("gateway", 100), ("writer", 40)]);
+        // Over 2 s: 300 busy ticks in all; the gateway used 100, a Redis that started meanwhile
+        // 60, the writer exited (its ticks went with it); the other 140 are nobody's we know.
+        let after = reading(t1, 1_300, &[("gateway", 200), ("redis", 60), ("writer", 0)]);
+        let cores = after.cores_since(&before);
+        let near = |group: &str, expected: f64| {
+            let got = cores[group];
+            assert!(
+                (got - expected).abs() < 1e-9,
+                "{group}: {got} != {expected}"
+            );
+        };
+        near("gateway", 0.5);
+        near("redis", 0.3);
+        near("writer", 0.0);
+        near("other", 0.7);
+        assert_eq!(cores.len(), 4);
     }
 }

@@ -13,8 +13,8 @@ use clap::{Parser, Subcommand};
 use seckill_bench::checks::{check_sale, Sources, Told};
 use seckill_bench::plot;
 use seckill_bench::run::{run, say, Options, Scenario};
-use seckill_core::ledger::LedgerConfig;
-use seckill_core::{ActivityId, Ledger};
+use seckill_ledger::ledger::LedgerConfig;
+use seckill_ledger::{ActivityId, Ledger};
 
 #[derive(Parser)]
 #[command(

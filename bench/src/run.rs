@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
-use seckill_core::ledger::LedgerConfig;
-use seckill_core::time::now_unix;
-use seckill_core::{ActivityId, ActivityKeys, Ledger};
+use seckill_ledger::ledger::LedgerConfig;
+use seckill_ledger::{ActivityId, ActivityKeys, Ledger};
+use seckill_service::now_unix;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
@@ -330,7 +330,7 @@ async fn forget_earlier_runs(
             let index: Vec<String> = chunk
                 .iter()
                 .filter_map(|o| o.parse().ok())
-                .map(seckill_core::keys::order_index)
+                .map(seckill_ledger::keys::order_index)
                 .collect();
             if !index.is_empty() {
                 let _: i64 = redis::cmd("DEL")
@@ -344,7 +344,7 @@ async fn forget_earlier_runs(
             .query_async(&mut redis)
             .await?;
         let _: i64 = redis::cmd("SREM")
-            .arg(seckill_core::keys::ACTIVITIES)
+            .arg(seckill_ledger::keys::ACTIVITIES)
             .arg(id.as_str())
             .query_async(&mut redis)
             .await?;

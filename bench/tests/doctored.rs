@@ -6,17 +6,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../gateway/tests/common/mod.rs"]
-mod common;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::stack::*;
-use common::*;
 use redis::AsyncCommands;
 use seckill_bench::checks::{check_sale, Sources, Told, Verdict};
-use seckill_core::{ActivityId, ActivityKeys, Ledger};
+use seckill_ledger::{ActivityId, ActivityKeys, Ledger};
+use seckill_testkit::*;
 
 const STOCK: usize = 30;
 
@@ -93,15 +89,22 @@ impl Harness<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_checks_pass_a_real_sale_and_catch_each_doctoring() {
+    let sale = Sale::start("doctored", STOCK as i64, 1).await;
+    let settings = sale.writer_settings();
+    let _writer = WriterProcess::spawn(
+        &settings
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    );
     let Sale {
         mq: _mq,
         database: database_url,
         ledger,
         activity,
-        writer: _writer,
         gw,
         store,
-    } = Sale::start("doctored", STOCK as i64, 1, |_| {}).await;
+    } = sale;
 
     let won = crowd(&gw, &activity, "buyer", 3 * STOCK).await;
     assert_eq!(won.len(), STOCK);
@@ -109,16 +112,15 @@ async fn the_checks_pass_a_real_sale_and_catch_each_doctoring() {
         wait_for_rows(&store, activity.as_str(), STOCK, Duration::from_secs(90)).await,
         STOCK
     );
-    // The writer also empties the outbox and mirrors the status; give it that moment.
+    // The gateway also empties the outbox once the broker confirmed each batch.
     let keys = ActivityKeys::new(&activity);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while ledger.audit(&keys).await.unwrap().unwrap().outbox > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "outbox never emptied"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            ledger.audit(&keys).await.unwrap().unwrap().outbox == 0
+        })
+        .await,
+        "outbox never emptied"
+    );
 
     let (database, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
         .await

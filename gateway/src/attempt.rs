@@ -1,4 +1,5 @@
-//! The buying path, `POST /v1/activities/{id}/orders`, as the phases of DESIGN §2:
+//! The buying path, `POST /v1/activities/{id}/orders`, as the phases of the request path
+//! (`docs/ARCHITECTURE.md`, "The request path"):
 //!
 //! 1. [`parse`]: activity id, bearer token, body → [`ParsedAttempt`], or 400/401/404.
 //! 2. Local filters, no I/O: cached window and sold-out flag, rate buckets, in-flight permit.
@@ -6,26 +7,22 @@
 //! 3. Deduct: one EVALSHA of `deduct.lua`.
 //! 4. Record and enqueue: index the new order by id (so `GET /v1/orders/{id}` finds it) and
 //!    queue it to RocketMQ ([`crate::publish`]); answer 202 only once the broker confirmed it.
-//!    If it did not within [`PUBLISH_WAIT`], the answer is 503 and the order stays in the
+//!    If it did not within `Timing::publish_wait`, the answer is 503 and the order stays in the
 //!    ledger's outbox for the relay: the buyer's retry finds it (200, their existing order).
 //! 5. The caller maps the [`AttemptOutcome`] to HTTP.
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::HeaderMap;
-use seckill_core::ledger::{Attempt, DeductOutcome};
-use seckill_core::time::{now_ms, now_unix};
-use seckill_core::{ActivityId, LedgerError, UserId};
+use seckill_ledger::ledger::{Attempt, DeductOutcome};
+use seckill_ledger::{ActivityId, LedgerError, UserId};
+use seckill_service::{now_ms, now_unix};
 use serde::Deserialize;
 
 use crate::catalog::Activity;
 use crate::outcome::{AttemptOutcome, Refusal};
 use crate::{auth, App};
-
-/// How long a winner waits for the broker's confirmation before the answer becomes 503.
-pub const PUBLISH_WAIT: Duration = Duration::from_secs(2);
 
 /// Largest quantity one attempt may ask for (the per-user limit usually bounds it further).
 pub const MAX_QUANTITY: u32 = 100;
@@ -57,7 +54,7 @@ pub fn parse(
 ) -> Result<ParsedAttempt, Refusal> {
     // An id that could never have been created cannot exist.
     let activity = ActivityId::parse(activity).map_err(|_| Refusal::ActivityNotFound)?;
-    let user = auth::authenticate(headers, app.config.auth_secret.expose(), now_unix())?;
+    let user = auth::authenticate(headers, &app.token_key, now_unix())?;
     let body: AttemptBody = if body.iter().all(u8::is_ascii_whitespace) {
         AttemptBody::default()
     } else {
@@ -183,7 +180,8 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
             app.metrics.redis_call();
             let (indexed, confirmed) = tokio::join!(
                 app.ledger.index_order(order_id, &activity.keys.id),
-                app.publisher.publish(*record, PUBLISH_WAIT),
+                app.publisher
+                    .publish(*record, app.config.timing.publish_wait),
             );
             if let Err(e) = indexed {
                 tracing::error!(order = order_id.0, activity = %activity.keys.id, error = %e, "order index write failed");
@@ -199,7 +197,7 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
             status,
         } => AttemptOutcome::Repeat {
             order_id,
-            status: status.unwrap_or(seckill_core::OrderStatus::Queued),
+            status: status.unwrap_or(seckill_ledger::OrderStatus::Queued),
         },
         DeductOutcome::Repeat { order_id: None, .. } => {
             tracing::error!(activity = %activity.keys.id, user = %attempt.user, "buyer holds units but has no order");

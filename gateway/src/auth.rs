@@ -1,14 +1,14 @@
-//! Bearer-token authentication (token format in `seckill_core::token`).
+//! Bearer-token authentication (token format in `seckill_auth::token`).
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
-use seckill_core::token::{self, TokenError};
-use seckill_core::UserId;
+use seckill_auth::{TokenError, TokenKey};
+use seckill_ledger::UserId;
 
 use crate::outcome::Refusal;
 
 /// The user behind the request's `Authorization: Bearer <token>` header.
-pub fn authenticate(headers: &HeaderMap, secret: &[u8], now_unix: u64) -> Result<UserId, Refusal> {
+pub fn authenticate(headers: &HeaderMap, key: &TokenKey, now_unix: u64) -> Result<UserId, Refusal> {
     let value = headers.get(AUTHORIZATION).ok_or(Refusal::Unauthorized(
         "missing Authorization: Bearer <token> header",
     ))?;
@@ -21,7 +21,7 @@ pub fn authenticate(headers: &HeaderMap, secret: &[u8], now_unix: u64) -> Result
         .ok_or(Refusal::Unauthorized(
             "Authorization must use the Bearer scheme",
         ))?;
-    token::verify(secret, token.trim(), now_unix).map_err(|e| {
+    key.verify(token.trim(), now_unix).map_err(|e| {
         Refusal::Unauthorized(match e {
             TokenError::Malformed => "token is malformed",
             TokenError::Forged => "token signature does not match",
@@ -37,9 +37,9 @@ mod tests {
 
     #[test]
     fn bearer_header_is_required_and_checked() {
-        let secret = b"0123456789abcdef";
+        let secret = &TokenKey::new(b"0123456789abcdef");
         let user = UserId::parse("u1").unwrap();
-        let token = token::mint(secret, &user, 100);
+        let token = secret.mint(&user, 100);
         let mut headers = HeaderMap::new();
         assert!(matches!(
             authenticate(&headers, secret, 50),

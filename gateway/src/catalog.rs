@@ -14,16 +14,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
-use seckill_core::event::LedgerEvent;
-use seckill_core::{keys, ActivityId, ActivityKeys, ActivityMeta, Ledger, LedgerError};
+use seckill_ledger::event::LedgerEvent;
+use seckill_ledger::{keys, ActivityId, ActivityKeys, ActivityMeta, Ledger, LedgerError};
 use tokio::sync::watch;
 
-/// How long "no such activity" is remembered, so a flood of bad ids does not reach Redis.
-const MISSING_TTL: Duration = Duration::from_secs(1);
 /// Bound on remembered missing ids (a flood of random ids must not grow memory).
 const MISSING_CAP: usize = 10_000;
-/// How often every cached activity is reloaded (covers lost pub/sub messages).
-pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
 
 /// One cached activity.
 #[derive(Debug)]
@@ -44,11 +40,14 @@ pub struct Catalog {
     ledger: Ledger,
     entries: ArcSwap<HashMap<ActivityId, Arc<Activity>>>,
     missing: Mutex<HashMap<ActivityId, Instant>>,
+    /// How long a missing id is remembered (`Timing::missing_ttl`).
+    missing_ttl: Duration,
 }
 
 impl Catalog {
-    pub fn new(ledger: Ledger) -> Self {
+    pub fn new(ledger: Ledger, missing_ttl: Duration) -> Self {
         Catalog {
+            missing_ttl,
             ledger,
             entries: ArcSwap::from_pointee(HashMap::new()),
             missing: Mutex::new(HashMap::new()),
@@ -68,7 +67,9 @@ impl Catalog {
     /// True if `id` was looked up recently and did not exist. No I/O.
     pub fn known_missing(&self, id: &ActivityId) -> bool {
         let missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
-        missing.get(id).is_some_and(|at| at.elapsed() < MISSING_TTL)
+        missing
+            .get(id)
+            .is_some_and(|at| at.elapsed() < self.missing_ttl)
     }
 
     /// Loads an activity from Redis (metadata and stock, atomically) into the cache.
@@ -81,7 +82,7 @@ impl Catalog {
             });
             let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
             if missing.len() >= MISSING_CAP {
-                missing.retain(|_, at| at.elapsed() < MISSING_TTL);
+                missing.retain(|_, at| at.elapsed() < self.missing_ttl);
             }
             if missing.len() < MISSING_CAP {
                 missing.insert(id.clone(), Instant::now());
@@ -160,9 +161,10 @@ impl Catalog {
 pub async fn keep_fresh(
     catalog: Arc<Catalog>,
     client: redis::Client,
+    every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut refresh = tokio::time::interval(REFRESH_EVERY);
+    let mut refresh = tokio::time::interval(every);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // (Re)subscribe; while subscribed, apply events and refresh on the timer.

@@ -1,30 +1,16 @@
 //! Gateway configuration: one typed struct, from an optional TOML file and `SECKILL_*`
 //! environment variables (the environment wins), validated before anything starts.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use seckill_ledger::DEFAULT_REDIS_URL;
 use serde::Deserialize;
 
-/// A secret that never appears in logs or debug output.
-#[derive(Clone)]
-pub struct Secret(Vec<u8>);
+use seckill_service::Settings;
+pub use seckill_service::{ConfigError, Secret};
 
-impl Secret {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Secret(bytes.into())
-    }
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+use crate::timing::Timing;
 
 /// Everything the gateway needs to run.
 #[derive(Clone, Debug)]
@@ -49,12 +35,13 @@ pub struct Config {
     pub redis_connections: usize,
     /// `SECKILL_PUBLISH_SENDERS` and `SECKILL_PUBLISH_LINGER_US`: enqueue batching.
     pub batching: crate::publish::Batching,
+    /// `SECKILL_PUBLISH_WAIT`, `SECKILL_SEND_TIMEOUT`, `SECKILL_RELAY_AGE` and the fixed clocks.
+    pub timing: Timing,
     /// `SECKILL_LOG_JSON`: `1`/`true` for JSON log lines.
     pub log_json: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_RATE_GLOBAL: u32 = 200_000;
 pub const DEFAULT_RATE_PER_USER: u32 = 10;
 pub const DEFAULT_MAX_INFLIGHT: usize = 4096;
@@ -75,13 +62,11 @@ struct FileConfig {
     rocketmq_namesrv: Option<String>,
     publish_senders: Option<usize>,
     publish_linger_us: Option<u64>,
+    publish_wait: Option<String>,
+    send_timeout: Option<String>,
+    relay_age: Option<String>,
     log_json: Option<bool>,
 }
-
-/// A configuration problem, phrased for the operator who has to fix it.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct ConfigError(String);
 
 impl Config {
     /// Reads the process environment and, if given, a TOML file.
@@ -96,157 +81,114 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let file: FileConfig = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(format!("cannot read {}: {e}", path.display()))
+                })?;
                 toml::from_str(&text)
-                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?
+                    .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?
             }
             None => FileConfig::default(),
         };
-        fn pick<T: std::str::FromStr>(
-            name: &str,
-            env: &impl Fn(&str) -> Option<String>,
-            from_file: Option<T>,
-            default: T,
-        ) -> Result<T, ConfigError> {
-            match env(name).filter(|v| !v.trim().is_empty()) {
-                Some(raw) => raw
-                    .trim()
-                    .parse()
-                    .map_err(|_| ConfigError(format!("{name}={raw:?} is not valid"))),
-                None => Ok(from_file.unwrap_or(default)),
-            }
-        }
-        let listen_text = pick(
-            "SECKILL_LISTEN",
-            &env,
-            file.listen,
-            DEFAULT_LISTEN.to_owned(),
-        )?;
+        let settings = Settings::new(env);
+        let listen_text = settings.get("SECKILL_LISTEN", file.listen, DEFAULT_LISTEN.to_owned())?;
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            ConfigError(format!(
+            ConfigError::new(format!(
                 "SECKILL_LISTEN={listen_text:?} is not an address like 127.0.0.1:8080"
             ))
         })?;
-        let redis_url = pick(
+        let redis_url = settings.get(
             "SECKILL_REDIS_URL",
-            &env,
             file.redis_url,
             DEFAULT_REDIS_URL.to_owned(),
         )?;
         if !redis_url.starts_with("redis://") && !redis_url.starts_with("rediss://") {
-            return Err(ConfigError(format!(
-                "SECKILL_REDIS_URL={redis_url:?} must start with redis:// or rediss://"
-            )));
-        }
-        let auth_secret = env("SECKILL_AUTH_SECRET")
-            .or(file.auth_secret)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                ConfigError(
-                    "SECKILL_AUTH_SECRET is required: the HMAC key that signs user tokens \
-                     (the same value seckillctl token mint uses)"
-                        .into(),
-                )
-            })?;
-        if auth_secret.len() < 16 {
-            return Err(ConfigError(
-                "SECKILL_AUTH_SECRET must be at least 16 bytes long".into(),
+            return Err(ConfigError::new(
+                "SECKILL_REDIS_URL must start with redis:// or rediss://",
             ));
         }
-        let rocketmq_namesrv = pick(
+        let rocketmq_namesrv = settings.get(
             "SECKILL_ROCKETMQ_NAMESRV",
-            &env,
             file.rocketmq_namesrv,
-            seckill_core::mq::DEFAULT_NAMESRV.to_owned(),
+            seckill_messages::DEFAULT_NAMESRV.to_owned(),
         )?;
         if rocketmq_namesrv.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::new(format!(
                 "SECKILL_ROCKETMQ_NAMESRV={rocketmq_namesrv:?} is not an address like 127.0.0.1:9876"
             )));
         }
-        let payment_secret = env("SECKILL_PAYMENT_SECRET")
-            .or(file.payment_secret)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                ConfigError(
-                    "SECKILL_PAYMENT_SECRET is required: the HMAC key that signs payment \
-                     notifications (X-Signature)"
-                        .into(),
-                )
-            })?;
-        if payment_secret.len() < 16 {
-            return Err(ConfigError(
-                "SECKILL_PAYMENT_SECRET must be at least 16 bytes long".into(),
-            ));
-        }
+        let auth_secret = settings.secret(
+            "SECKILL_AUTH_SECRET",
+            file.auth_secret,
+            "the HMAC key that signs user tokens (the same value seckillctl token mint uses)",
+        )?;
+        let payment_secret = settings.secret(
+            "SECKILL_PAYMENT_SECRET",
+            file.payment_secret,
+            "the HMAC key that signs payment notifications (X-Signature)",
+        )?;
         let defaults = crate::publish::Batching::default();
         let batching = crate::publish::Batching {
-            senders: pick(
+            senders: settings.positive(
                 "SECKILL_PUBLISH_SENDERS",
-                &env,
                 file.publish_senders,
                 defaults.senders,
             )?,
-            linger: std::time::Duration::from_micros(pick(
+            linger: std::time::Duration::from_micros(settings.get(
                 "SECKILL_PUBLISH_LINGER_US",
-                &env,
                 file.publish_linger_us,
                 defaults.linger.as_micros() as u64,
             )?),
         };
-        if batching.senders == 0 {
-            return Err(ConfigError(
-                "SECKILL_PUBLISH_SENDERS must be at least 1".into(),
-            ));
-        }
-        let config = Config {
+        let clocks = Timing::default();
+        let timing = Timing {
+            publish_wait: settings.duration(
+                "SECKILL_PUBLISH_WAIT",
+                file.publish_wait.as_deref(),
+                clocks.publish_wait,
+            )?,
+            send_timeout: settings.duration(
+                "SECKILL_SEND_TIMEOUT",
+                file.send_timeout.as_deref(),
+                clocks.send_timeout,
+            )?,
+            relay_age: settings.duration(
+                "SECKILL_RELAY_AGE",
+                file.relay_age.as_deref(),
+                clocks.relay_age,
+            )?,
+            ..clocks
+        };
+        timing.check()?;
+        Ok(Config {
             batching,
-            payment_secret: Secret::new(payment_secret),
+            payment_secret,
             listen,
             redis_url,
             rocketmq_namesrv,
-            auth_secret: Secret::new(auth_secret),
-            rate_global: pick(
+            auth_secret,
+            rate_global: settings.positive(
                 "SECKILL_RATE_GLOBAL",
-                &env,
                 file.rate_global,
                 DEFAULT_RATE_GLOBAL,
             )?,
-            rate_per_user: pick(
+            rate_per_user: settings.positive(
                 "SECKILL_RATE_PER_USER",
-                &env,
                 file.rate_per_user,
                 DEFAULT_RATE_PER_USER,
             )?,
-            max_inflight: pick(
+            max_inflight: settings.positive(
                 "SECKILL_MAX_INFLIGHT",
-                &env,
                 file.max_inflight,
                 DEFAULT_MAX_INFLIGHT,
             )?,
-            redis_connections: pick(
+            redis_connections: settings.positive(
                 "SECKILL_REDIS_CONNECTIONS",
-                &env,
                 file.redis_connections,
                 DEFAULT_REDIS_CONNECTIONS,
             )?,
-            log_json: matches!(
-                env("SECKILL_LOG_JSON").as_deref(),
-                Some("1" | "true" | "yes")
-            ) || file.log_json.unwrap_or(false),
-        };
-        for (name, value) in [
-            ("SECKILL_RATE_GLOBAL", config.rate_global as usize),
-            ("SECKILL_RATE_PER_USER", config.rate_per_user as usize),
-            ("SECKILL_MAX_INFLIGHT", config.max_inflight),
-            ("SECKILL_REDIS_CONNECTIONS", config.redis_connections),
-        ] {
-            if value == 0 {
-                return Err(ConfigError(format!("{name} must be at least 1")));
-            }
-        }
-        Ok(config)
+            timing,
+            log_json: settings.flag("SECKILL_LOG_JSON", file.log_json),
+        })
     }
 }
 
@@ -296,6 +238,8 @@ mod tests {
             ("SECKILL_RATE_GLOBAL", "fast"),
             ("SECKILL_MAX_INFLIGHT", "0"),
             ("SECKILL_REDIS_URL", "http://x"),
+            ("SECKILL_PUBLISH_WAIT", "soon"),
+            ("SECKILL_RELAY_AGE", "1s"),
         ] {
             let err = Config::from_sources(
                 None,

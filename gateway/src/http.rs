@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -17,8 +17,6 @@ use crate::{attempt, payment, query, App};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 4 * 1024;
-/// A client gets this long to send its (small) body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = Full<Bytes>;
 
@@ -88,7 +86,11 @@ fn ok_or_refusal<T: Serialize>(result: Result<T, Refusal>) -> Response<Body> {
 }
 
 /// Reads a body of at most [`MAX_BODY`] bytes.
-async fn read_body(body: Incoming, declared: Option<&HeaderValue>) -> Result<Bytes, Refusal> {
+async fn read_body(
+    body: Incoming,
+    declared: Option<&HeaderValue>,
+    within: std::time::Duration,
+) -> Result<Bytes, Refusal> {
     let too_large = || Refusal::BadRequest(format!("body exceeds {MAX_BODY} bytes").into());
     if let Some(len) = declared
         .and_then(|v| v.to_str().ok())
@@ -98,7 +100,7 @@ async fn read_body(body: Incoming, declared: Option<&HeaderValue>) -> Result<Byt
             return Err(too_large());
         }
     }
-    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+    match tokio::time::timeout(within, Limited::new(body, MAX_BODY).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(Refusal::BadRequest("could not read the body".into())),
@@ -140,7 +142,13 @@ pub async fn handle(
         if method != Method::POST {
             return Ok(refusal(&Refusal::MethodNotAllowed));
         }
-        let parsed = match read_body(body, parts.headers.get(CONTENT_LENGTH)).await {
+        let parsed = match read_body(
+            body,
+            parts.headers.get(CONTENT_LENGTH),
+            app.config.timing.body_read,
+        )
+        .await
+        {
             Ok(bytes) => attempt::parse(&app, id, &parts.headers, &bytes),
             Err(r) => Err(r),
         };
@@ -160,7 +168,13 @@ pub async fn handle(
         if method != Method::POST {
             return Ok(refusal(&Refusal::MethodNotAllowed));
         }
-        let response = match read_body(body, parts.headers.get(CONTENT_LENGTH)).await {
+        let response = match read_body(
+            body,
+            parts.headers.get(CONTENT_LENGTH),
+            app.config.timing.body_read,
+        )
+        .await
+        {
             Ok(bytes) => ok_or_refusal(payment::notify(&app, &parts.headers, &bytes).await),
             Err(r) => refusal(&r),
         };
@@ -213,7 +227,7 @@ pub async fn handle(
 
 /// Readiness: the ledger answers and the last send to the broker went through.
 async fn ready(app: &App) -> Response<Body> {
-    let redis = match tokio::time::timeout(Duration::from_secs(1), app.ledger.ping()).await {
+    let redis = match tokio::time::timeout(app.config.timing.ready_ping, app.ledger.ping()).await {
         Ok(Ok(())) => "ok",
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: redis");

@@ -1,9 +1,11 @@
 //! The seckill gateway: takes a crowd of buying attempts, sells exactly the stock.
 //!
-//! A request passes through named phases (see [`attempt`]): parse, local filters (no I/O),
-//! deduct in Redis with one script call, record, respond. Modules, one per concept:
+//! A request passes through named phases (see [`attempt`] and `docs/ARCHITECTURE.md`, "The
+//! request path"): parse, local filters (no I/O), deduct in Redis with one script call, record,
+//! respond. Modules, one per concept:
 //!
-//! - [`config`]: the typed configuration from `SECKILL_*` variables and an optional TOML file.
+//! - [`config`]: the typed configuration from `SECKILL_*` variables and an optional TOML file;
+//!   [`timing`]: every duration the gateway runs by, checked at start.
 //! - [`auth`]: bearer-token check.
 //! - [`limit`]: token buckets and the in-flight cap.
 //! - [`catalog`]: cached activity metadata and the sold-out flag shared over pub/sub.
@@ -14,7 +16,6 @@
 //! - [`http`]: routing and the single outcome → HTTP mapping.
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`idgen`]: the order-id worker lease.
-//! - [`ctl`]: the operators' CLI, `seckillctl`.
 //!
 //! [`Gateway::bind`] starts the service on any listener, so tests run it on port 0.
 
@@ -24,7 +25,6 @@ pub mod attempt;
 pub mod auth;
 pub mod catalog;
 pub mod config;
-pub mod ctl;
 pub mod http;
 pub mod idgen;
 pub mod limit;
@@ -34,6 +34,7 @@ pub mod payment;
 pub mod publish;
 pub mod query;
 pub mod relay;
+pub mod timing;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,10 +43,10 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use seckill_core::id::IdGenerator;
-use seckill_core::ledger::LedgerConfig;
-use seckill_core::mq::{MqError, MqRuntime};
-use seckill_core::{Ledger, LedgerError};
+use seckill_auth::{SignatureKey, TokenKey};
+use seckill_ledger::id::IdGenerator;
+use seckill_ledger::{Ledger, LedgerConfig, LedgerError};
+use seckill_messages::{MqError, MqRuntime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -54,9 +55,6 @@ use crate::config::Config;
 use crate::limit::Limits;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
-
-/// How long in-flight requests get to finish after a shutdown signal.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shared state of one gateway instance.
 pub struct App {
@@ -67,11 +65,16 @@ pub struct App {
     pub ids: Arc<IdGenerator>,
     pub metrics: Metrics,
     pub publisher: Publisher,
+    /// Keyed once from the secrets; each request clones the keyed state.
+    pub token_key: TokenKey,
+    pub signature_key: SignatureKey,
 }
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] seckill_service::ConfigError),
     #[error("cannot reach the ledger at {url}: {source}")]
     Ledger { url: String, source: LedgerError },
     #[error("cannot start the RocketMQ producer for {namesrv}: {source}")]
@@ -106,17 +109,19 @@ impl Gateway {
 
     /// As [`Gateway::build`], on a listener the caller made (tests bind port 0).
     pub async fn bind(config: Config, listener: TcpListener) -> Result<Self, StartError> {
+        config.timing.check()?;
         let ledger_error = |source| StartError::Ledger {
-            url: config.redis_url.clone(),
+            url: seckill_service::redact_url(&config.redis_url),
             source,
         };
         let mut ledger_config = LedgerConfig::new(config.redis_url.clone());
         ledger_config.connections = config.redis_connections;
+        ledger_config.response_timeout = config.timing.redis_reply;
         let ledger = Ledger::connect(&ledger_config)
             .await
             .map_err(ledger_error)?;
         let instance = idgen::instance_token();
-        let ids = idgen::lease(&ledger, &instance)
+        let ids = idgen::lease(&ledger, &instance, config.timing.worker_lease)
             .await
             .map_err(ledger_error)?;
         let mq_error = |source| StartError::Mq {
@@ -129,6 +134,7 @@ impl Gateway {
             &config.rocketmq_namesrv,
             ledger.clone(),
             config.batching,
+            config.timing.send_timeout,
         )
         .await
         .map_err(mq_error)?;
@@ -139,7 +145,9 @@ impl Gateway {
                 config.rate_per_user,
                 config.max_inflight,
             ),
-            catalog: Arc::new(Catalog::new(ledger.clone())),
+            catalog: Arc::new(Catalog::new(ledger.clone(), config.timing.missing_ttl)),
+            token_key: TokenKey::new(config.auth_secret.expose()),
+            signature_key: SignatureKey::new(config.payment_secret.expose()),
             ids: Arc::new(ids),
             metrics: Metrics::default(),
             ledger,
@@ -178,12 +186,14 @@ impl Gateway {
             tokio::spawn(catalog::keep_fresh(
                 app.catalog.clone(),
                 app.ledger.client().clone(),
+                app.config.timing.catalog_refresh,
                 stop_rx.clone(),
             )),
             tokio::spawn(idgen::keep_lease(
                 app.ledger.clone(),
                 app.ids.clone(),
                 instance,
+                app.config.timing.worker_lease,
                 stop_rx.clone(),
             )),
             tokio::spawn(relay::run(app.clone(), stop_rx.clone())),
@@ -193,7 +203,7 @@ impl Gateway {
         let mut http = hyper::server::conn::http1::Builder::new();
         // Slow clients must not hold a connection slot forever.
         http.timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10));
+            .header_read_timeout(app.config.timing.header_read);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway listening");
@@ -224,7 +234,7 @@ impl Gateway {
         }
         drop(listener);
         tracing::info!("shutting down: draining in-flight requests");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        if tokio::time::timeout(app.config.timing.drain, graceful.shutdown())
             .await
             .is_err()
         {
@@ -236,19 +246,17 @@ impl Gateway {
         }
         // Every answered winner was confirmed or left in the outbox; nothing is pending.
         app.publisher.shutdown().await;
+        let mq_wait = app.config.timing.mq_shutdown;
         drop(app);
-        if tokio::time::timeout(Duration::from_secs(5), mq.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("RocketMQ client runtime did not stop within 5 s");
+        if tokio::time::timeout(mq_wait, mq.shutdown()).await.is_err() {
+            tracing::warn!("RocketMQ client runtime did not stop within {mq_wait:?}");
         }
         tracing::info!("gateway stopped");
     }
 }
 
 async fn forget_idle_users(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(app.config.timing.forget_idle_users);
     loop {
         tokio::select! {
             _ = tick.tick() => app.limits.forget_idle_users(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
-use seckill_core::UserId;
+use seckill_ledger::UserId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::outcome::Refusal;

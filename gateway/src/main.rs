@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use seckill_core::process::{run_service, shutdown_signal};
 use seckill_gateway::config::Config;
 use seckill_gateway::Gateway;
+use seckill_service::process::{run_service, shutdown_signal};
 
 /// The seckill HTTP gateway. Configuration comes from SECKILL_* environment variables
 /// (see README), optionally from a TOML file; the environment wins.

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use http::StatusCode;
-use seckill_core::{OrderId, OrderStatus};
+use seckill_ledger::{OrderId, OrderStatus};
 
 /// Why a request was not served as asked. Clients see `code` and `detail`, never internal errors.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,21 +9,16 @@
 //!   `seckill_order_timeout` (undelayed) to the writer, which cancels it if it is still unpaid
 //!   and gives the stock back.
 
-use std::time::Duration;
-
-use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use seckill_core::mq::{self, CancelReason, CancelRequest, Payment};
-use seckill_core::{OrderId, OrderStatus};
+use seckill_ledger::{OrderId, OrderStatus};
+use seckill_messages::cancel::cancel_message;
+use seckill_messages::payment::payment_message;
+use seckill_messages::{CancelReason, CancelRequest, Payment};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::attempt::ledger_refusal;
 use crate::outcome::Refusal;
 use crate::App;
-
-/// How long a notification or cancel request waits for the broker before the answer is 503.
-const SEND_WAIT: Duration = Duration::from_secs(2);
 
 /// The notification body.
 #[derive(Debug, Deserialize)]
@@ -39,24 +34,16 @@ pub struct Accepted {
     pub status: &'static str,
 }
 
-/// Checks `X-Signature: <hex hmac-sha256(secret, body)>`.
-pub fn signature_ok(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
-    let Some(signature) = headers
+/// Checks `X-Signature: <hex hmac-sha256(payment secret, body)>`.
+fn signature_ok(app: &App, headers: &HeaderMap, body: &[u8]) -> bool {
+    headers
         .get("x-signature")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| hex::decode(v.trim()).ok())
-    else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&signature).is_ok()
+        .is_some_and(|signature| app.signature_key.verify(body, signature))
 }
 
 pub async fn notify(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, Refusal> {
-    if !signature_ok(app.config.payment_secret.expose(), headers, body) {
+    if !signature_ok(app, headers, body) {
         return Err(Refusal::BadSignature);
     }
     let notice: Notice = serde_json::from_slice(body).map_err(|e| {
@@ -82,9 +69,13 @@ pub async fn notify(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Accep
         order_id,
         amount_cents: notice.amount_cents,
     };
+    let message = payment_message(&payment, &order.activity_id).map_err(|e| {
+        tracing::error!(error = %e, "payment message not encodable");
+        Refusal::Internal
+    })?;
     if !app
         .publisher
-        .send_one(mq::payment_message(&payment, &order.activity_id), SEND_WAIT)
+        .send_one(message, app.config.timing.notify_wait)
         .await
     {
         return Err(Refusal::Unavailable);
@@ -120,8 +111,15 @@ pub async fn cancel(
                 order_ids: vec![order_id],
                 reason: CancelReason::User,
             };
-            let message = mq::cancel_message(&request, &order.activity_id, None);
-            if !app.publisher.send_one(message, SEND_WAIT).await {
+            let message = cancel_message(&request, &order.activity_id, None).map_err(|e| {
+                tracing::error!(error = %e, "cancel message not encodable");
+                Refusal::Internal
+            })?;
+            if !app
+                .publisher
+                .send_one(message, app.config.timing.notify_wait)
+                .await
+            {
                 return Err(Refusal::Unavailable);
             }
             Ok((

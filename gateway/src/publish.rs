@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use rocketmq_client_rust::DefaultMQProducer;
 use rocketmq_model::result::SendStatus;
-use seckill_core::mq::{self, MqError, MqRuntime, MAX_BATCH};
-use seckill_core::{ActivityId, ActivityKeys, Ledger, OrderRecord};
+use seckill_ledger::{ActivityId, ActivityKeys, Ledger, OrderRecord};
+use seckill_messages::order::order_message;
+use seckill_messages::{Message, MqError, MqRuntime, MAX_BATCH};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// How winners are batched (`SECKILL_PUBLISH_SENDERS`, `SECKILL_PUBLISH_LINGER_US`).
@@ -39,8 +40,6 @@ impl Default for Batching {
         }
     }
 }
-/// The broker's own deadline for one batch send.
-const SEND_TIMEOUT_MS: u64 = 3_000;
 /// Queue between requests and the batcher; when full, requests wait (backpressure).
 const QUEUE: usize = 16 * 1024;
 
@@ -56,6 +55,8 @@ pub struct Publisher {
     ledger: Ledger,
     /// Outcome of the most recent send (readiness): true until a send fails.
     healthy: Arc<AtomicBool>,
+    /// The broker's own deadline for one batch send (`Timing::send_timeout`).
+    send_timeout: Duration,
 }
 
 impl Publisher {
@@ -65,15 +66,11 @@ impl Publisher {
         namesrv: &str,
         ledger: Ledger,
         batching: Batching,
+        send_timeout: Duration,
     ) -> Result<Self, MqError> {
-        let mut producer = DefaultMQProducer::builder(runtime.client_runtime())
-            .producer_group("seckill_gateway")
-            .name_server_addr(namesrv.to_owned())
-            .send_msg_timeout(SEND_TIMEOUT_MS as u32)
-            .retry_times_when_send_failed(1)
-            .build();
-        producer.start().await?;
-        let producer = Arc::new(producer);
+        let producer = Arc::new(
+            seckill_messages::producer(runtime, "seckill_gateway", namesrv, send_timeout).await?,
+        );
         let healthy = Arc::new(AtomicBool::new(true));
         let (queue, receiver) = mpsc::channel(QUEUE);
         // Ends when the publisher (the last sender) is dropped, after flushing what is queued.
@@ -83,12 +80,14 @@ impl Publisher {
             ledger.clone(),
             healthy.clone(),
             batching,
+            send_timeout,
         ));
         Ok(Publisher {
             queue,
             producer,
             ledger,
             healthy,
+            send_timeout,
         })
     }
 
@@ -105,11 +104,7 @@ impl Publisher {
 
     /// Sends one message and waits at most `wait` for the broker's confirmation (payment
     /// notifications, cancel requests: rare, so not batched).
-    pub async fn send_one(
-        &self,
-        message: rocketmq_model::common::message::message_single::Message,
-        wait: Duration,
-    ) -> bool {
+    pub async fn send_one(&self, message: Message, wait: Duration) -> bool {
         let sent = tokio::time::timeout(wait, self.producer.send(message)).await;
         let confirmed =
             matches!(sent, Ok(Ok(Some(ref result))) if result.send_status == SendStatus::SendOk);
@@ -122,7 +117,13 @@ impl Publisher {
     /// Sends orders now (the relay's path), then clears them from the outbox.
     pub async fn publish_now(&self, orders: &[OrderRecord]) -> Result<(), MqError> {
         for chunk in orders.chunks(MAX_BATCH) {
-            send(&self.producer, &self.healthy, chunk.iter()).await?;
+            send(
+                &self.producer,
+                &self.healthy,
+                self.send_timeout,
+                chunk.iter(),
+            )
+            .await?;
             clear_outbox(&self.ledger, chunk.iter()).await;
         }
         Ok(())
@@ -149,6 +150,7 @@ async fn batch_loop(
     ledger: Ledger,
     healthy: Arc<AtomicBool>,
     batching: Batching,
+    send_timeout: Duration,
 ) {
     let senders = Arc::new(Semaphore::new(batching.senders.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -172,9 +174,14 @@ async fn batch_loop(
         }
         let (producer, ledger, healthy) = (producer.clone(), ledger.clone(), healthy.clone());
         tasks.spawn(async move {
-            let confirmed = send(&producer, &healthy, batch.iter().map(|p| &p.order))
-                .await
-                .is_ok();
+            let confirmed = send(
+                &producer,
+                &healthy,
+                send_timeout,
+                batch.iter().map(|p| &p.order),
+            )
+            .await
+            .is_ok();
             drop(permit);
             // Answer first; clearing the outbox is not on the buyer's clock.
             let orders: Vec<OrderRecord> = batch
@@ -197,16 +204,17 @@ async fn batch_loop(
 async fn send<'a>(
     producer: &DefaultMQProducer,
     healthy: &AtomicBool,
+    send_timeout: Duration,
     orders: impl Iterator<Item = &'a OrderRecord>,
 ) -> Result<(), MqError> {
-    let messages: Vec<_> = orders.map(mq::order_message).collect();
+    let messages = orders.map(order_message).collect::<Result<Vec<_>, _>>()?;
     let count = messages.len();
     let result = match producer
-        .send_batch_with_timeout(messages, SEND_TIMEOUT_MS)
+        .send_batch_with_timeout(messages, send_timeout.as_millis() as u64)
         .await
     {
         Ok(result) if result.send_status == SendStatus::SendOk => Ok(()),
-        Ok(result) => Err(MqError(format!("broker answered {:?}", result.send_status))),
+        Ok(result) => Err(MqError::NotStored(result.send_status)),
         Err(e) => Err(MqError::from(e)),
     };
     if let Err(e) = &result {

@@ -1,11 +1,10 @@
 //! The read endpoints: an activity as buyers see it, and an order as its owner sees it.
 
 use http::HeaderMap;
-use seckill_core::time::{now_ms, now_unix};
-use seckill_core::{ActivityId, OrderId, OrderRecord};
+use seckill_ledger::{ActivityId, OrderId, OrderRecord};
+use seckill_service::clock::rfc3339;
+use seckill_service::{now_ms, now_unix};
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use crate::attempt::ledger_refusal;
 use crate::outcome::Refusal;
@@ -35,14 +34,6 @@ pub struct OrderView {
     pub amount_cents: i64,
     pub status: &'static str,
     pub created_at: String,
-}
-
-/// Unix milliseconds as RFC 3339 UTC.
-pub fn rfc3339(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
 }
 
 pub async fn activity(app: &App, id: &str) -> Result<ActivityView, Refusal> {
@@ -87,7 +78,7 @@ pub async fn owned_order(
     headers: &HeaderMap,
     order_id: &str,
 ) -> Result<OrderRecord, Refusal> {
-    let user = auth::authenticate(headers, app.config.auth_secret.expose(), now_unix())?;
+    let user = auth::authenticate(headers, &app.token_key, now_unix())?;
     let order_id = OrderId::parse(order_id).map_err(|_| Refusal::OrderNotFound)?;
     app.ledger
         .order(order_id)

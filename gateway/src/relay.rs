@@ -1,33 +1,31 @@
 //! The outbox relay: republishes won orders the broker never confirmed.
 //!
-//! Every [`TICK`] it looks at the activities this instance serves (the catalog), and every
-//! [`FULL_SWEEP`] at every activity ever created (an instance that died may have left orders in
-//! an activity nobody here serves). It claims outbox entries older than [`MIN_AGE`] (the claim
+//! Every `relay_tick` it looks at the activities this instance serves (the catalog), and every
+//! `relay_full_sweep` at every activity ever created (an instance that died may have left orders
+//! in an activity nobody here serves). It claims outbox entries older than `relay_age` — longer
+//! than any request's own wait for its send, checked at start ([`crate::timing`]) — (the claim
 //! re-queues them, so several instances never relay the same entry at once) and sends them.
 //! The writer persists idempotently, so an order sent twice is still one row.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use seckill_core::ActivityKeys;
+use seckill_ledger::ActivityKeys;
 use tokio::sync::watch;
 
 use crate::App;
 
-pub const TICK: Duration = Duration::from_secs(1);
-pub const FULL_SWEEP: Duration = Duration::from_secs(30);
-/// Older than any request's own wait for its send, so the relay never races a live request.
-pub const MIN_AGE: Duration = Duration::from_secs(5);
+/// Outbox entries claimed per call.
 const CLAIM: usize = 512;
 
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(TICK);
+    let timing = &app.config.timing;
+    let mut tick = tokio::time::interval(timing.relay_tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_full = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let full = last_full.elapsed() >= FULL_SWEEP;
+                let full = last_full.elapsed() >= timing.relay_full_sweep;
                 if full {
                     last_full = tokio::time::Instant::now();
                 }
@@ -56,7 +54,11 @@ pub async fn relay_once(app: &App, all: bool) -> usize {
     for id in activities {
         let keys = ActivityKeys::new(&id);
         loop {
-            let orders = match app.ledger.claim_outbox(&keys, MIN_AGE, CLAIM).await {
+            let orders = match app
+                .ledger
+                .claim_outbox(&keys, app.config.timing.relay_age, CLAIM)
+                .await
+            {
                 Ok(orders) if orders.is_empty() => break,
                 Ok(orders) => orders,
                 Err(e) => {

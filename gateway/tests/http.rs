@@ -1,4 +1,5 @@
-//! The HTTP contract of DESIGN §2, outcome by outcome, against a port-0 gateway and real Redis.
+//! The HTTP contract (`docs/ARCHITECTURE.md`, "HTTP"), outcome by outcome, against a port-0
+//! gateway and real Redis.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,9 +11,9 @@ use std::time::Duration;
 
 use common::*;
 use http::{Method, StatusCode};
-use seckill_core::ledger::DeductOutcome;
-use seckill_core::time::now_unix;
-use seckill_core::{token, ActivityKeys, UserId};
+use seckill_auth::TokenKey;
+use seckill_ledger::{ActivityKeys, UserId};
+use seckill_service::now_unix;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn won_then_repeat_then_the_owner_sees_the_order() {
@@ -294,8 +295,8 @@ async fn missing_forged_expired_and_malformed_tokens_are_401() {
     let id = open(&ledger, "auth", 5, 1).await;
     let path = format!("/v1/activities/{id}/orders");
     let user = UserId::parse("eve").unwrap();
-    let forged = token::mint(b"another-secret-0123456789", &user, now_unix() + 3600);
-    let expired = token::mint(SECRET.as_bytes(), &user, now_unix() - 1);
+    let forged = TokenKey::new(b"another-secret-0123456789").mint(&user, now_unix() + 3600);
+    let expired = TokenKey::new(SECRET.as_bytes()).mint(&user, now_unix() - 1);
     for token in [
         None,
         Some(forged.as_str()),
@@ -470,37 +471,6 @@ async fn activity_view_health_ready_metrics_and_unknown_routes() {
     );
     let r = gw.get(&format!("/v1/activities/{id}/orders"), None).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-}
-
-/// A ledger test, here for the private Redis: on the shared one, any other test's start-up
-/// (SCRIPT LOAD) can land between our SCRIPT FLUSH and our deduct.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn noscript_after_script_flush_reloads_and_retries_once() {
-    let redis = PrivateRedis::start().await;
-    let ledger = ledger_at(&redis.url).await;
-    let ids = seckill_core::id::IdGenerator::new(7);
-    let id = open(&ledger, "flush", 5, 1).await;
-    let keys = ActivityKeys::new(&id);
-    assert!(matches!(
-        buy(&ledger, &keys, &ids, "a", 1).await,
-        DeductOutcome::Won { .. }
-    ));
-    let before = ledger.script_reloads();
-    redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async::<()>(&mut ledger.connection())
-        .await
-        .unwrap();
-    assert!(matches!(
-        buy(&ledger, &keys, &ids, "b", 1).await,
-        DeductOutcome::Won { .. }
-    ));
-    assert_eq!(ledger.script_reloads(), before + 1, "one reload, one retry");
-    assert!(matches!(
-        buy(&ledger, &keys, &ids, "c", 1).await,
-        DeductOutcome::Won { .. }
-    ));
-    assert_eq!(ledger.script_reloads(), before + 1, "loaded again for good");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,9 @@ use crate::keys::{self, ActivityId, ActivityKeys, UserId};
 use crate::order::{OrderId, OrderRecord, OrderStatus};
 use crate::scripts::{Script, SCRIPTS};
 
+/// The local stack's Redis (`scripts/services.sh redis` starts it); every binary's default.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
 /// How to reach Redis.
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {

@@ -3,42 +3,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use seckill_core::id::IdGenerator;
-use seckill_core::ledger::{
-    Attempt, CloseOutcome, ConfirmOutcome, CreateOutcome, DeductOutcome, LedgerConfig,
-    ReleaseOutcome, RestockOutcome,
+use seckill_ledger::ledger::{
+    Attempt, CloseOutcome, ConfirmOutcome, CreateOutcome, DeductOutcome, ReleaseOutcome,
+    RestockOutcome,
 };
-use seckill_core::time::now_ms;
-use seckill_core::{ActivityId, ActivityKeys, Ledger, NewActivity, OrderStatus, UserId};
-
-fn redis_url() -> String {
-    std::env::var("SECKILL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use seckill_ledger::{ActivityId, ActivityKeys, Ledger, NewActivity, OrderStatus, UserId};
+use seckill_service::now_ms;
+use seckill_testkit::{buy, fresh_id, leased_ids, ledger_at, open, redis_url, PrivateRedis};
 
 async fn ledger() -> Ledger {
-    Ledger::connect(&LedgerConfig::new(redis_url()))
-        .await
-        .expect("Redis must be running (scripts/services.sh starts it)")
-}
-
-/// A fresh activity id no other test (or earlier run) uses.
-fn fresh_id(name: &str) -> ActivityId {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    ActivityId::parse(&format!(
-        "t-{name}-{}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000,
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ))
-    .unwrap()
+    ledger_at(&redis_url()).await
 }
 
 fn activity(
@@ -103,7 +80,7 @@ async fn assert_balanced(ledger: &Ledger, keys: &ActivityKeys) {
 async fn deduct_wins_records_the_order_and_its_outbox_entry() {
     let ledger = ledger().await;
     let keys = open_activity(&ledger, "win", 3, 1).await;
-    let ids = IdGenerator::new(1);
+    let ids = leased_ids(&ledger).await;
     let alice = user("alice");
     let DeductOutcome::Won { record, stock_left } = ledger
         .deduct(&keys, attempt(&alice, 1), &ids)
@@ -136,7 +113,7 @@ async fn deduct_wins_records_the_order_and_its_outbox_entry() {
 #[tokio::test]
 async fn repeat_limit_sold_out_window_and_unknown() {
     let ledger = ledger().await;
-    let ids = IdGenerator::new(2);
+    let ids = leased_ids(&ledger).await;
     let keys = open_activity(&ledger, "codes", 2, 2).await;
     let (a, b, c) = (user("a"), user("b"), user("c"));
 
@@ -214,7 +191,7 @@ async fn repeat_limit_sold_out_window_and_unknown() {
 async fn race_of_600_distinct_users_over_100_units_has_exactly_100_winners() {
     let ledger = ledger().await;
     let keys = Arc::new(open_activity(&ledger, "race", 100, 1).await);
-    let ids = Arc::new(IdGenerator::new(3));
+    let ids = Arc::new(leased_ids(&ledger).await);
     let tasks: Vec<_> = (0..600)
         .map(|i| {
             let (ledger, keys, ids) = (ledger.clone(), keys.clone(), ids.clone());
@@ -249,7 +226,7 @@ async fn race_of_600_distinct_users_over_100_units_has_exactly_100_winners() {
 async fn one_user_racing_themself_wins_exactly_once() {
     let ledger = ledger().await;
     let keys = Arc::new(open_activity(&ledger, "self", 50, 1).await);
-    let ids = Arc::new(IdGenerator::new(4));
+    let ids = Arc::new(leased_ids(&ledger).await);
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let (ledger, keys, ids) = (ledger.clone(), keys.clone(), ids.clone());
@@ -282,7 +259,7 @@ async fn one_user_racing_themself_wins_exactly_once() {
 #[tokio::test]
 async fn release_returns_stock_once_and_confirm_makes_it_final() {
     let ledger = ledger().await;
-    let ids = IdGenerator::new(5);
+    let ids = leased_ids(&ledger).await;
     let keys = open_activity(&ledger, "release", 2, 1).await;
     let (a, b, c) = (user("a"), user("b"), user("c"));
     let DeductOutcome::Won { record: first, .. } =
@@ -346,7 +323,7 @@ async fn release_returns_stock_once_and_confirm_makes_it_final() {
             .unwrap(),
         ReleaseOutcome::NotReleasable
     );
-    let unknown = seckill_core::OrderId(12345);
+    let unknown = seckill_ledger::OrderId(12345);
     assert_eq!(
         ledger
             .release(&keys, unknown, OrderStatus::Cancelled)
@@ -369,7 +346,7 @@ async fn release_returns_stock_once_and_confirm_makes_it_final() {
 #[tokio::test]
 async fn create_refuses_duplicates_restock_guards_what_is_taken_close_ends() {
     let ledger = ledger().await;
-    let ids = IdGenerator::new(6);
+    let ids = leased_ids(&ledger).await;
     let keys = open_activity(&ledger, "admin", 5, 2).await;
     let again = activity(&keys.id, 99, 1, 0, 1_000);
     assert_eq!(
@@ -450,11 +427,11 @@ async fn worker_leases_are_exclusive() {
 
 #[tokio::test]
 async fn outbox_claim_publish_and_status_mirror() {
-    use seckill_core::ledger::SetStatusOutcome;
+    use seckill_ledger::ledger::SetStatusOutcome;
     use std::time::Duration;
 
     let ledger = ledger().await;
-    let ids = IdGenerator::new(11);
+    let ids = leased_ids(&ledger).await;
     let keys = open_activity(&ledger, "outbox", 5, 1).await;
     let mut won = Vec::new();
     for u in ["o1", "o2", "o3"] {
@@ -473,18 +450,37 @@ async fn outbox_claim_publish_and_status_mirror() {
         .await
         .unwrap()
         .is_empty());
-    // Everything is older than 0 ms; a claim re-queues what it took, so a second relay gets none.
-    let claimed = ledger.claim_outbox(&keys, Duration::ZERO, 2).await.unwrap();
-    assert_eq!(claimed.len(), 2);
-    assert_eq!(claimed[0].order_id, won[0], "oldest first");
-    let rest = ledger
-        .claim_outbox(&keys, Duration::from_millis(1000), 10)
-        .await
-        .unwrap();
+    // Once Redis's clock has moved past every entry, a claim of everything older than 0 ms takes
+    // the two oldest and re-queues them: their scores move to the claim's "now", so another
+    // relay leaves them alone; the entry not claimed keeps its score.
+    let before = outbox_scores(&ledger, &keys).await;
+    let newest = *before.values().max().unwrap();
     assert!(
-        rest.len() <= 1,
-        "the two claimed entries were pushed back: {rest:?}"
+        seckill_testkit::eventually_async(Duration::from_secs(5), || async {
+            redis_ms(&ledger).await > newest
+        })
+        .await
     );
+    let claimed = ledger.claim_outbox(&keys, Duration::ZERO, 2).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|r| r.order_id).collect::<Vec<_>>(),
+        won[..2],
+        "oldest first"
+    );
+    let after = outbox_scores(&ledger, &keys).await;
+    for id in &won[..2] {
+        assert!(
+            after[&id.0] > before[&id.0],
+            "claimed order {id} was not re-queued: {before:?} -> {after:?}"
+        );
+    }
+    assert_eq!(after[&won[2].0], before[&won[2].0], "unclaimed entry moved");
+    // So a relay asking for entries a minute old finds none of them.
+    assert!(ledger
+        .claim_outbox(&keys, Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     ledger
         .mark_published(&[(&keys, won[0]), (&keys, won[1])])
@@ -518,7 +514,12 @@ async fn outbox_claim_publish_and_status_mirror() {
     );
     assert_eq!(
         ledger
-            .set_status(&keys, seckill_core::OrderId(42), PendingPayment, &[Queued])
+            .set_status(
+                &keys,
+                seckill_ledger::OrderId(42),
+                PendingPayment,
+                &[Queued]
+            )
             .await
             .unwrap(),
         SetStatusOutcome::UnknownOrder
@@ -533,4 +534,57 @@ async fn outbox_claim_publish_and_status_mirror() {
         PendingPayment
     );
     assert_balanced(&ledger, &keys).await;
+}
+
+/// On a private Redis: on the shared one, any other test's start-up (SCRIPT LOAD) can land
+/// between our SCRIPT FLUSH and our deduct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noscript_after_script_flush_reloads_and_retries_once() {
+    let redis = PrivateRedis::start().await;
+    let ledger = ledger_at(&redis.url).await;
+    let ids = leased_ids(&ledger).await;
+    let id = open(&ledger, "flush", 5, 1).await;
+    let keys = ActivityKeys::new(&id);
+    assert!(matches!(
+        buy(&ledger, &keys, &ids, "a", 1).await,
+        DeductOutcome::Won { .. }
+    ));
+    let before = ledger.script_reloads();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut ledger.connection())
+        .await
+        .unwrap();
+    assert!(matches!(
+        buy(&ledger, &keys, &ids, "b", 1).await,
+        DeductOutcome::Won { .. }
+    ));
+    assert_eq!(ledger.script_reloads(), before + 1, "one reload, one retry");
+    assert!(matches!(
+        buy(&ledger, &keys, &ids, "c", 1).await,
+        DeductOutcome::Won { .. }
+    ));
+    assert_eq!(ledger.script_reloads(), before + 1, "loaded again for good");
+}
+
+/// The outbox of an activity: order id → score (ms when last (re)queued).
+async fn outbox_scores(ledger: &Ledger, keys: &ActivityKeys) -> HashMap<u64, i64> {
+    let pairs: Vec<(u64, i64)> = redis::cmd("ZRANGE")
+        .arg(&keys.outbox)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut ledger.connection())
+        .await
+        .unwrap();
+    pairs.into_iter().collect()
+}
+
+/// Redis's own clock in ms (what the scripts stamp entries with).
+async fn redis_ms(ledger: &Ledger) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME")
+        .query_async(&mut ledger.connection())
+        .await
+        .unwrap();
+    secs * 1000 + micros / 1000
 }

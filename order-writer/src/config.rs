@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 
-use crate::store::DEFAULT_DATABASE_URL;
+use seckill_ledger::{ActivityId, DEFAULT_REDIS_URL};
+use seckill_service::{ConfigError, Settings};
+
+use crate::timing::Timing;
 
 #[derive(Clone, Debug)]
 pub struct WriterConfig {
@@ -10,7 +13,7 @@ pub struct WriterConfig {
     pub rocketmq_namesrv: String,
     /// `SECKILL_DATABASE_URL`, default the local stack's database.
     pub database_url: String,
-    /// `SECKILL_REDIS_URL`, default `redis://127.0.0.1:6379` (status mirror).
+    /// `SECKILL_REDIS_URL`, default `redis://127.0.0.1:6379` (status mirror, stock release).
     pub redis_url: String,
     /// `SECKILL_WRITER_GROUP`: the consumer group; writers of one group share the work.
     pub consumer_group: String,
@@ -22,11 +25,8 @@ pub struct WriterConfig {
     pub activities: Vec<String>,
     /// `SECKILL_DB_POOL`: database connections.
     pub db_pool: usize,
-    /// `SECKILL_PAYMENT_WINDOW` (e.g. `30m`, `8s`), default 30 minutes: unpaid orders are
-    /// cancelled and their stock returned after it.
-    pub payment_window: std::time::Duration,
-    /// `SECKILL_SWEEP_EVERY`, default 30 s: how often the sweep looks for overdue orders.
-    pub sweep_every: std::time::Duration,
+    /// `SECKILL_PAYMENT_WINDOW`, `SECKILL_SWEEP_EVERY` and the fixed clocks.
+    pub timing: Timing,
     /// `SECKILL_LOG_JSON`.
     pub log_json: bool,
 }
@@ -41,52 +41,53 @@ pub enum StartAt {
     UnixMs(i64),
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct ConfigError(String);
-
-impl WriterConfig {
-    /// The RocketMQ subscription expression: the activities' tags, or every tag.
-    pub fn subscription(&self) -> String {
-        if self.activities.is_empty() {
-            "*".to_owned()
-        } else {
-            self.activities.join(" || ")
+impl StartAt {
+    /// The consumer's start position (`None` = the first message).
+    pub fn unix_ms(self) -> Option<i64> {
+        match self {
+            StartAt::Earliest => None,
+            StartAt::UnixMs(ms) => Some(ms),
         }
     }
+}
 
+pub const DEFAULT_GROUP: &str = "seckill_order_writer";
+pub const DEFAULT_DB_POOL: usize = 16;
+
+impl WriterConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        Self::from_settings(&Settings::from_process())
     }
 
     pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let rocketmq_namesrv = env("SECKILL_ROCKETMQ_NAMESRV")
-            .unwrap_or_else(|| seckill_core::mq::DEFAULT_NAMESRV.to_owned());
+        Self::from_settings(&Settings::new(env))
+    }
+
+    fn from_settings<E: Fn(&str) -> Option<String>>(
+        settings: &Settings<E>,
+    ) -> Result<Self, ConfigError> {
+        let rocketmq_namesrv = settings.get(
+            "SECKILL_ROCKETMQ_NAMESRV",
+            None,
+            seckill_messages::DEFAULT_NAMESRV.to_owned(),
+        )?;
         if rocketmq_namesrv.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::new(format!(
                 "SECKILL_ROCKETMQ_NAMESRV={rocketmq_namesrv:?} is not an address like 127.0.0.1:9876"
             )));
         }
-        let database_url =
-            env("SECKILL_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let database_url = settings.get(
+            "SECKILL_DATABASE_URL",
+            None,
+            seckill_store::DEFAULT_DATABASE_URL.to_owned(),
+        )?;
         if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
-            return Err(ConfigError(format!(
-                "SECKILL_DATABASE_URL must be a postgres:// URL, got {database_url:?}"
-            )));
+            return Err(ConfigError::new(
+                "SECKILL_DATABASE_URL must be a postgres:// URL",
+            ));
         }
-        let redis_url =
-            env("SECKILL_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
-        let db_pool = match env("SECKILL_DB_POOL") {
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    ConfigError(format!("SECKILL_DB_POOL={raw:?} must be a positive number"))
-                })?,
-            None => 16,
-        };
-        let start_at = match env("SECKILL_WRITER_START_AT") {
+        let redis_url = settings.get("SECKILL_REDIS_URL", None, DEFAULT_REDIS_URL.to_owned())?;
+        let start_at = match settings.raw("SECKILL_WRITER_START_AT") {
             None => StartAt::Earliest,
             Some(raw) if raw == "earliest" => StartAt::Earliest,
             Some(raw) => {
@@ -95,24 +96,30 @@ impl WriterConfig {
                     &time::format_description::well_known::Rfc3339,
                 )
                 .map_err(|_| {
-                    ConfigError(format!(
+                    ConfigError::new(format!(
                         "SECKILL_WRITER_START_AT={raw:?} must be `earliest` or an RFC 3339 time"
                     ))
                 })?;
                 StartAt::UnixMs((at.unix_timestamp_nanos() / 1_000_000) as i64)
             }
         };
-        let duration = |name: &str, default: &str| -> Result<std::time::Duration, ConfigError> {
-            let raw = env(name).unwrap_or_else(|| default.to_owned());
-            match seckill_core::time::parse_duration(&raw) {
-                Ok(d) if !d.is_zero() => Ok(d),
-                Ok(_) => Err(ConfigError(format!("{name} must be positive"))),
-                Err(e) => Err(ConfigError(format!("{name}: {e}"))),
-            }
-        };
-        let payment_window = duration("SECKILL_PAYMENT_WINDOW", "30m")?;
-        let sweep_every = duration("SECKILL_SWEEP_EVERY", "30s")?;
-        let activities: Vec<String> = env("SECKILL_WRITER_ACTIVITIES")
+        let defaults = Timing::default();
+        let timing = Timing {
+            payment_window: settings.duration(
+                "SECKILL_PAYMENT_WINDOW",
+                None,
+                defaults.payment_window,
+            )?,
+            ..defaults.clone()
+        }
+        .with_sweep_every(settings.duration(
+            "SECKILL_SWEEP_EVERY",
+            None,
+            defaults.sweep_every,
+        )?);
+        timing.check()?;
+        let activities: Vec<String> = settings
+            .raw("SECKILL_WRITER_ACTIVITIES")
             .map(|list| {
                 list.split(',')
                     .map(|a| a.trim().to_owned())
@@ -121,24 +128,69 @@ impl WriterConfig {
             })
             .unwrap_or_default();
         for activity in &activities {
-            seckill_core::ActivityId::parse(activity)
-                .map_err(|e| ConfigError(format!("SECKILL_WRITER_ACTIVITIES: {e}")))?;
+            ActivityId::parse(activity)
+                .map_err(|e| ConfigError::new(format!("SECKILL_WRITER_ACTIVITIES: {e}")))?;
         }
         Ok(WriterConfig {
             activities,
-            payment_window,
-            sweep_every,
+            timing,
             start_at,
             rocketmq_namesrv,
             database_url,
             redis_url,
-            consumer_group: env("SECKILL_WRITER_GROUP")
-                .unwrap_or_else(|| "seckill_order_writer".to_owned()),
-            db_pool,
-            log_json: matches!(
-                env("SECKILL_LOG_JSON").as_deref(),
-                Some("1" | "true" | "yes")
-            ),
+            consumer_group: settings.get("SECKILL_WRITER_GROUP", None, DEFAULT_GROUP.to_owned())?,
+            db_pool: settings.positive("SECKILL_DB_POOL", None, DEFAULT_DB_POOL)?,
+            log_json: settings.flag("SECKILL_LOG_JSON", None),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<WriterConfig, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        WriterConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.consumer_group, DEFAULT_GROUP);
+        assert_eq!(defaults.start_at, StartAt::Earliest);
+        assert_eq!(defaults.timing, Timing::default());
+        let set = config(&[
+            ("SECKILL_PAYMENT_WINDOW", "8s"),
+            ("SECKILL_SWEEP_EVERY", "1s"),
+            ("SECKILL_WRITER_ACTIVITIES", "a, b"),
+            ("SECKILL_WRITER_START_AT", "2026-12-01T00:00:00Z"),
+        ])
+        .unwrap();
+        assert_eq!(set.timing.payment_window, Duration::from_secs(8));
+        assert_eq!(set.timing.sweep_lease, Duration::from_secs(3));
+        assert_eq!(set.activities, ["a", "b"]);
+        assert_eq!(set.start_at, StartAt::UnixMs(1_764_547_200_000));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("SECKILL_ROCKETMQ_NAMESRV", "nowhere"),
+            ("SECKILL_DATABASE_URL", "mysql://x"),
+            ("SECKILL_PAYMENT_WINDOW", "soon"),
+            ("SECKILL_SWEEP_EVERY", "0s"),
+            ("SECKILL_WRITER_ACTIVITIES", "a{b}"),
+            ("SECKILL_WRITER_START_AT", "yesterday"),
+            ("SECKILL_DB_POOL", "0"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
     }
 }

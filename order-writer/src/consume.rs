@@ -14,12 +14,26 @@ use rocketmq_client_rust::{
 };
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::MessageTrait;
-use seckill_core::mq::decode_order;
-use seckill_core::{ActivityId, ActivityKeys, Ledger, OrderRecord, OrderStatus};
+use seckill_ledger::{
+    ActivityId, ActivityKeys, Ledger, LedgerError, OrderId, OrderRecord, OrderStatus,
+};
+use seckill_lifecycle::{Lifecycle, LifecycleError};
+use seckill_messages::order::decode_order;
+use seckill_messages::{CancelRequest, MqError, Payment};
 use tokio::runtime::Handle;
 
-use crate::lifecycle::LifecycleError;
 use crate::persist::Persister;
+
+/// Why a batch of won orders was not (completely) persisted; it is redelivered either way.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    /// The transactional `ORDER_CREATED` message (and so the insert) did not commit.
+    #[error("persisting the batch: {0}")]
+    Persist(#[from] MqError),
+    /// The rows committed but an order's status could not be mirrored into the ledger.
+    #[error("mirroring order {order} into the ledger: {source}")]
+    Mirror { order: OrderId, source: LedgerError },
+}
 
 /// The activities a writer group handles (empty: all). Every message about an order carries its
 /// activity id as its tag; messages of other activities are acknowledged untouched. (The broker
@@ -45,7 +59,7 @@ pub struct OrderListener {
     pub handle: Handle,
     pub persister: Arc<Persister>,
     pub ledger: Ledger,
-    pub lifecycle: crate::lifecycle::Lifecycle,
+    pub lifecycle: Lifecycle,
     pub filter: ActivityFilter,
     /// Set at shutdown: new deliveries are refused (redelivered later), in-flight ones finish.
     pub stopping: Arc<AtomicBool>,
@@ -56,14 +70,14 @@ pub async fn persist_and_mirror(
     persister: &Persister,
     ledger: &Ledger,
     orders: Vec<OrderRecord>,
-) -> Result<(), String> {
+) -> Result<(), ConsumeError> {
     let started = std::time::Instant::now();
     let count = orders.len();
-    let refs: Vec<(String, seckill_core::OrderId)> = orders
+    let refs: Vec<(String, OrderId)> = orders
         .iter()
         .map(|o| (o.activity_id.clone(), o.order_id))
         .collect();
-    persister.persist(orders).await.map_err(|e| e.to_string())?;
+    persister.persist(orders).await?;
     let mut keys: HashMap<String, ActivityKeys> = HashMap::new();
     for (activity, _) in &refs {
         if let (false, Ok(id)) = (keys.contains_key(activity), ActivityId::parse(activity)) {
@@ -82,7 +96,10 @@ pub async fn persist_and_mirror(
                     &[OrderStatus::Queued],
                 )
                 .await
-                .map_err(|e| format!("mirroring order {order_id}: {e}"))
+                .map_err(|source| ConsumeError::Mirror {
+                    order: *order_id,
+                    source,
+                })
         })
     });
     for mirrored in futures_util::future::join_all(mirrors).await {
@@ -124,7 +141,7 @@ impl MessageListenerConcurrently for OrderListener {
             persist_and_mirror(&self.persister, &self.ledger, orders).await?;
             // The payment window starts now; a lost timeout is caught by the sweep.
             self.lifecycle.schedule_timeouts(&created).await;
-            Ok::<(), String>(())
+            Ok::<(), ConsumeError>(())
         }) {
             Ok(()) => Ok(ConsumeConcurrentlyStatus::ConsumeSuccess),
             Err(e) => {
@@ -137,22 +154,11 @@ impl MessageListenerConcurrently for OrderListener {
 
 /// One lifecycle step, applied to one decoded message.
 type Step<T> = fn(
-    crate::lifecycle::Lifecycle,
+    Lifecycle,
     T,
 ) -> std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(), LifecycleError>> + Send>,
 >;
-
-/// Waits between tries of a step whose order is not persisted yet (a buyer who pays or cancels
-/// within a second of winning): about 3 s in all, before the message goes back to the broker,
-/// whose own redelivery waits 10 s, then 30 s, then longer.
-pub const NOT_PERSISTED_RETRIES: [Duration; 5] = [
-    Duration::from_millis(100),
-    Duration::from_millis(200),
-    Duration::from_millis(400),
-    Duration::from_millis(800),
-    Duration::from_millis(1500),
-];
 
 /// Runs `step`, trying again after each of `waits` while it meets an order not persisted yet;
 /// any other error, or the last one, is returned at once.
@@ -188,12 +194,15 @@ where
 /// persisted yet) makes the batch be redelivered; steps are idempotent, so that is safe.
 pub struct StepListener<T> {
     pub handle: Handle,
-    pub lifecycle: crate::lifecycle::Lifecycle,
+    pub lifecycle: Lifecycle,
     pub filter: ActivityFilter,
     pub stopping: Arc<AtomicBool>,
     /// For logs.
     pub what: &'static str,
     pub step: Step<T>,
+    /// Waits between in-process tries while the order is not persisted yet
+    /// ([`crate::timing::Timing::not_persisted_retries`]).
+    pub retries: Vec<Duration>,
 }
 
 impl<T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static> MessageListenerConcurrently
@@ -218,7 +227,7 @@ impl<T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static> MessageList
             };
             if let Err(e) = self
                 .handle
-                .block_on(retry_until_persisted(&NOT_PERSISTED_RETRIES, || {
+                .block_on(retry_until_persisted(&self.retries, || {
                     (self.step)(self.lifecycle.clone(), item.clone())
                 }))
             {
@@ -232,8 +241,8 @@ impl<T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static> MessageList
 
 /// `seckill_order_timeout`: payment windows that ended, and owners' cancellations.
 pub fn cancel_step(
-    lifecycle: crate::lifecycle::Lifecycle,
-    request: crate::lifecycle::CancelRequest,
+    lifecycle: Lifecycle,
+    request: CancelRequest,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LifecycleError>> + Send>> {
     Box::pin(async move {
         // Each cancel is idempotent: a retry after a failure part-way repeats none.
@@ -247,8 +256,8 @@ pub fn cancel_step(
 
 /// `seckill_payment`: payment notifications accepted by the gateway.
 pub fn payment_step(
-    lifecycle: crate::lifecycle::Lifecycle,
-    payment: crate::store::Payment,
+    lifecycle: Lifecycle,
+    payment: Payment,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LifecycleError>> + Send>> {
     Box::pin(async move {
         let status = lifecycle.pay(&payment).await?;
@@ -260,7 +269,6 @@ pub fn payment_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seckill_core::OrderId;
     use std::cell::Cell;
 
     const NO_WAIT: [Duration; 3] = [Duration::ZERO; 3];
@@ -298,7 +306,7 @@ mod tests {
         tries.set(0);
         let result = retry_until_persisted(&NO_WAIT, || {
             tries.set(tries.get() + 1);
-            async { Err(LifecycleError::Mq(seckill_core::mq::MqError("down".into()))) }
+            async { Err(LifecycleError::Mq(MqError::Timeout(Duration::ZERO))) }
         })
         .await;
         assert!(matches!(result, Err(LifecycleError::Mq(_))));

@@ -1,52 +1,54 @@
-//! `seckill-order-writer`: turns every won order into a durable PostgreSQL row.
+//! `seckill-order-writer`: turns every won order into a durable PostgreSQL row and runs the
+//! order lifecycle from the broker.
 //!
-//! - [`config`]: `SECKILL_*` settings.
-//! - [`store`]: the PostgreSQL schema (migrations applied at start-up) and queries; also used by
-//!   `seckillctl verify` and `reconcile`.
+//! - [`config`]: `SECKILL_*` settings; [`timing`]: every duration the writer runs by, checked.
 //! - [`persist`]: one transactional `ORDER_CREATED` message per batch, whose local transaction
 //!   inserts the batch; the check-back answers from the database.
 //! - [`consume`]: the push consumers: `seckill_order` (acknowledged only after commit and the
-//!   ledger mirror), `seckill_order_timeout` (cancel requests) and `seckill_payment`.
-//! - [`lifecycle`]: payment, payment timeout, cancellation and refund, each one conditional
-//!   update; [`sweep`] cancels overdue orders whose timeout message was lost.
+//!   ledger mirror), `seckill_order_timeout` (cancel requests) and `seckill_payment`, each step
+//!   carried out by `seckill_lifecycle`.
+//! - [`sweep`]: cancels overdue orders whose timeout message was lost, one writer of a group at
+//!   a time.
 //!
-//! [`Writer::start`] runs all of it; [`Writer::shutdown`] stops consuming, lets in-flight
-//! batches finish, and stops.
+//! The schema and queries are `seckill_store`'s, the lifecycle `seckill_lifecycle`'s, the
+//! messages `seckill_messages`'. [`Writer::start`] runs all of it; [`Writer::shutdown`] stops
+//! consuming, lets in-flight batches finish, and stops.
 
 #![recursion_limit = "256"]
 
 pub mod config;
 pub mod consume;
-pub mod lifecycle;
 pub mod persist;
-pub mod store;
+pub mod sweep;
+pub mod timing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rocketmq_client_rust::{DefaultMQPushConsumer, MQPushConsumer};
-use seckill_core::ledger::LedgerConfig;
-use seckill_core::mq::{
-    MqError, MqRuntime, CONSUME_THREADS, ORDER_TIMEOUT_TOPIC, ORDER_TOPIC, PAYMENT_TOPIC,
+use seckill_ledger::{Ledger, LedgerConfig, LedgerError};
+use seckill_lifecycle::Lifecycle;
+use seckill_messages::{
+    ConsumerOptions, MqError, MqRuntime, ORDER_TIMEOUT_TOPIC, ORDER_TOPIC, PAYMENT_TOPIC,
 };
-use seckill_core::{Ledger, LedgerError};
+use seckill_store::{Store, StoreError};
 
-use crate::config::{StartAt, WriterConfig};
-use crate::consume::OrderListener;
-use crate::consume::{cancel_step, payment_step, ActivityFilter, StepListener};
-use crate::lifecycle::Lifecycle;
+use crate::config::WriterConfig;
+use crate::consume::{cancel_step, payment_step, ActivityFilter, OrderListener, StepListener};
 use crate::persist::Persister;
-use crate::store::{Store, StoreError};
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 
 /// Orders handed to the listener at once (one transaction, one event).
 pub const CONSUME_BATCH: u32 = 32;
+/// How long shutdown waits for the RocketMQ client runtime once every client stopped.
+const RUNTIME_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot reach the database: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] seckill_service::ConfigError),
     #[error("cannot reach the ledger: {0}")]
     Ledger(#[from] LedgerError),
     #[error("cannot start RocketMQ clients: {0}")]
@@ -60,36 +62,15 @@ fn consumer(
     group: &str,
     batch: u32,
 ) -> DefaultMQPushConsumer {
-    let mut builder = DefaultMQPushConsumer::builder(mq.client_runtime());
-    builder = match config.start_at {
-        StartAt::Earliest => builder.consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset),
-        StartAt::UnixMs(ms) => builder
-            .consume_from_where(ConsumeFromWhere::ConsumeFromTimestamp)
-            .consume_timestamp(consume_timestamp(ms)),
-    };
-    builder
-        .consumer_group(group.to_owned())
-        .name_server_addr(config.rocketmq_namesrv.clone())
-        .consume_message_batch_max_size(batch)
-        .consume_thread_min(CONSUME_THREADS)
-        .consume_thread_max(CONSUME_THREADS)
-        .await_termination_millis_when_shutdown(10_000)
-        .build()
-}
-
-/// The client's `yyyyMMddHHmmss` form of a time (UTC, as this stack runs in UTC; one minute
-/// earlier to absorb any skew: replays are harmless).
-fn consume_timestamp(unix_ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp(unix_ms / 1000 - 60)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
+    seckill_messages::consumer(
+        mq,
+        &ConsumerOptions {
+            group: group.to_owned(),
+            namesrv: config.rocketmq_namesrv.clone(),
+            start_at_ms: config.start_at.unix_ms(),
+            batch,
+            shutdown_wait: config.timing.shutdown_wait,
+        },
     )
 }
 
@@ -102,60 +83,31 @@ pub struct Writer {
     mq: MqRuntime,
 }
 
-/// Redis lease that makes one writer of a group at a time the sweeper (writers of a group share
-/// one database).
-pub fn sweep_lease(group: &str) -> String {
-    format!("sk:lock:sweep:{group}")
-}
-
-/// Every `every`: if this writer holds (or can take) the sweep lease, cancel overdue orders.
-async fn sweep_loop(
-    lifecycle: Lifecycle,
-    ledger: Ledger,
-    lease: String,
-    every: Duration,
-    stopping: Arc<AtomicBool>,
-) {
-    let holder = format!(
-        "writer-{}-{}",
-        std::process::id(),
-        seckill_core::time::now_ms()
-    );
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !stopping.load(Ordering::Acquire) {
-        tick.tick().await;
-        // The lease outlives one tick, so the holder keeps it while alive; if it dies another
-        // writer takes over after the lease expires.
-        match ledger.hold_lease(&lease, &holder, every * 3).await {
-            Ok(true) => match lifecycle.sweep(500).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(cancelled = n, "sweep cancelled overdue orders"),
-                Err(e) => tracing::warn!(error = %e, "sweep failed; next tick retries"),
-            },
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "sweep lease unavailable"),
-        }
-    }
-}
-
 impl Writer {
     /// Migrates the database, then starts the transactional producer and the consumer.
     /// Must be called inside a multi-threaded Tokio runtime.
     pub async fn start(config: &WriterConfig) -> Result<Self, StartError> {
+        config.timing.check()?;
         let store = Store::connect(&config.database_url, config.db_pool).await?;
         let applied = store.migrate().await?;
         tracing::info!(applied, "database schema up to date");
         let ledger = Ledger::connect(&LedgerConfig::new(config.redis_url.clone())).await?;
         let mq = MqRuntime::start("writer")?;
-        let persister =
-            Arc::new(Persister::start(&mq, &config.rocketmq_namesrv, store.clone()).await?);
+        let persister = Arc::new(
+            Persister::start(
+                &mq,
+                &config.rocketmq_namesrv,
+                store.clone(),
+                config.timing.send_timeout,
+            )
+            .await?,
+        );
         let lifecycle = Lifecycle::start(
             &mq,
             &config.rocketmq_namesrv,
             store,
             ledger.clone(),
-            config.payment_window,
+            config.timing.payment_window,
         )
         .await?;
         let stopping = Arc::new(AtomicBool::new(false));
@@ -187,6 +139,7 @@ impl Writer {
             stopping: stopping.clone(),
             what: "cancel",
             step: cancel_step,
+            retries: config.timing.not_persisted_retries.clone(),
         });
         let mut payments = consumer(
             &mq,
@@ -205,19 +158,20 @@ impl Writer {
             stopping: stopping.clone(),
             what: "payment",
             step: payment_step,
+            retries: config.timing.not_persisted_retries.clone(),
         });
         let mut consumers = vec![orders, cancels, payments];
         for consumer in &mut consumers {
             consumer.start().await.map_err(MqError::from)?;
         }
-        let sweeper = tokio::spawn(sweep_loop(
+        let sweeper = tokio::spawn(sweep::run(
             lifecycle.clone(),
             ledger,
-            sweep_lease(&config.consumer_group),
-            config.sweep_every,
+            sweep::lease_key(&config.consumer_group),
+            config.timing.clone(),
             stopping.clone(),
         ));
-        tracing::info!(group = %config.consumer_group, window = ?config.payment_window, "consuming {ORDER_TOPIC}, {ORDER_TIMEOUT_TOPIC}, {PAYMENT_TOPIC}");
+        tracing::info!(group = %config.consumer_group, window = ?config.timing.payment_window, "consuming {ORDER_TOPIC}, {ORDER_TIMEOUT_TOPIC}, {PAYMENT_TOPIC}");
         Ok(Writer {
             consumers,
             persister,
@@ -239,7 +193,7 @@ impl Writer {
         if let Ok(mut persister) = Arc::try_unwrap(self.persister) {
             persister.shutdown().await;
         }
-        if tokio::time::timeout(Duration::from_secs(5), self.mq.shutdown())
+        if tokio::time::timeout(RUNTIME_SHUTDOWN_WAIT, self.mq.shutdown())
             .await
             .is_err()
         {

@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use seckill_core::process::{run_service, shutdown_signal};
 use seckill_order_writer::config::WriterConfig;
 use seckill_order_writer::Writer;
+use seckill_service::process::{run_service, shutdown_signal};
 
 fn main() -> ExitCode {
     let config = match WriterConfig::from_env() {

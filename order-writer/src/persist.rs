@@ -12,23 +12,15 @@
 
 use std::any::Any;
 
+use std::time::Duration;
+
 use rocketmq_client_rust::{LocalTransactionState, TransactionListener, TransactionMQProducer};
 use rocketmq_model::common::message::message_ext::MessageExt;
-use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::MessageTrait;
-use seckill_core::mq::{MqError, MqRuntime, ORDER_CREATED, ORDER_EVENT_TOPIC};
-use seckill_core::{OrderId, OrderRecord, OrderStatus};
-use serde::{Deserialize, Serialize};
+use seckill_ledger::{OrderId, OrderRecord, OrderStatus};
+use seckill_messages::{MqError, MqRuntime, OrderEvent, ORDER_EVENT_TOPIC};
+use seckill_store::Store;
 use tokio::runtime::Handle;
-
-use crate::store::Store;
-
-/// The body of an `ORDER_CREATED` event: the orders as persisted.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct OrderEvent {
-    pub event: String,
-    pub orders: Vec<OrderRecord>,
-}
 
 /// The local transaction of `ORDER_CREATED`, and its check-back.
 pub struct LocalTransaction {
@@ -107,12 +99,17 @@ pub struct Persister {
 }
 
 impl Persister {
-    pub async fn start(runtime: &MqRuntime, namesrv: &str, store: Store) -> Result<Self, MqError> {
+    pub async fn start(
+        runtime: &MqRuntime,
+        namesrv: &str,
+        store: Store,
+        send_timeout: Duration,
+    ) -> Result<Self, MqError> {
         let mut producer = TransactionMQProducer::builder(runtime.client_runtime())
             .producer_group("seckill_order_writer_tx")
             .name_server_addr(namesrv.to_owned())
             .topics(vec![ORDER_EVENT_TOPIC])
-            .send_msg_timeout(3_000)
+            .send_msg_timeout(send_timeout.as_millis() as u32)
             .transaction_listener(LocalTransaction::new(store, Handle::current()))
             .build();
         producer.start().await?;
@@ -129,24 +126,14 @@ impl Persister {
                 ..o
             })
             .collect();
-        let body = serde_json::to_vec(&OrderEvent {
-            event: ORDER_CREATED.to_owned(),
-            orders: persisted.clone(),
-        })
-        .map_err(|e| MqError(e.to_string()))?;
-        let message = Message::builder()
-            .topic(ORDER_EVENT_TOPIC)
-            .tags(ORDER_CREATED)
-            .keys(persisted.iter().map(|o| o.order_id.to_string()).collect())
-            .body_slice(&body)
-            .build_unchecked();
+        let message = OrderEvent::message(persisted.clone())?;
         let result = self
             .producer
             .send_message_in_transaction(message, Some(persisted))
             .await?;
         match result.local_transaction_state {
             Some(LocalTransactionState::CommitMessage) => Ok(()),
-            other => Err(MqError(format!("local transaction ended as {other:?}"))),
+            other => Err(MqError::NotCommitted(format!("{other:?}"))),
         }
     }
 

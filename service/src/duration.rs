@@ -1,28 +1,17 @@
-//! Clock and duration helpers shared by the binaries.
+//! Durations as operators write them: `30m`, `8s`, `1h30m`, `250ms`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+/// A duration that could not be read, with what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(String);
 
 /// Parses a short duration such as `30m`, `8s`, `1h`, `250ms`, `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError("empty duration".into()));
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
@@ -31,13 +20,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!(
+            return Err(DurationError(format!(
                 "bad duration {text:?}: expected a number, e.g. 30m, 8s, 1h"
-            ));
+            )));
         }
         let value: u64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("bad duration {text:?}: number too large"))?;
+            .map_err(|_| DurationError(format!("bad duration {text:?}: number too large")))?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
@@ -51,11 +40,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => Duration::from_secs(value.saturating_mul(3600)),
             "d" => Duration::from_secs(value.saturating_mul(86_400)),
             "" => {
-                return Err(format!(
+                return Err(DurationError(format!(
                     "bad duration {text:?}: missing unit (ms, s, m, h, d)"
-                ))
+                )))
             }
-            other => return Err(format!("bad duration {text:?}: unknown unit {other:?}")),
+            other => {
+                return Err(DurationError(format!(
+                    "bad duration {text:?}: unknown unit {other:?}"
+                )))
+            }
         };
         total = total.saturating_add(part);
     }

@@ -1,13 +1,16 @@
-//! The order store in PostgreSQL: schema migrations, idempotent batch inserts, lookups.
+//! `seckill-store`: the order store in PostgreSQL — schema migrations, idempotent batch inserts,
+//! conditional status transitions, lookups.
 //!
-//! The writer persists through it; `seckillctl verify` and `reconcile` read through it. Inserts
+//! The writer persists through it, the lifecycle moves orders through it, `seckillctl` and the
+//! bench read through it: no other crate spells the schema. The tables (`orders`,
+//! `order_items`, `payments`) are described in `docs/ARCHITECTURE.md` ("The database"). Inserts
 //! are idempotent (primary key on the order id; one live order per (activity, user) where the
 //! limit is 1), so a redelivered message never creates a second row.
 
 use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{Pool, Runtime};
-use seckill_core::{OrderId, OrderRecord, OrderStatus};
+use seckill_ledger::{OrderId, OrderRecord, OrderStatus};
 use tokio_postgres::NoTls;
 
 /// Default database of the local stack (`scripts/services.sh postgres` creates it).
@@ -20,6 +23,12 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_orders
 pub enum StoreError {
     #[error("database configuration: {0}")]
     Config(String),
+    #[error("database URL {url}: {source}")]
+    Url {
+        /// The URL with its password hidden.
+        url: String,
+        source: tokio_postgres::Error,
+    },
     #[error("database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database: {0}")]
@@ -30,7 +39,7 @@ impl StoreError {
     /// True when the same call may succeed later (database down, connection lost).
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Config(_) => false,
+            StoreError::Config(_) | StoreError::Url { .. } => false,
             StoreError::Pool(_) => true,
             StoreError::Db(e) => {
                 e.is_closed()
@@ -59,7 +68,13 @@ pub enum Transition {
     Missing,
 }
 
-pub use seckill_core::mq::Payment;
+/// A payment as the `payments` table records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Payment {
+    pub payment_id: String,
+    pub order_id: OrderId,
+    pub amount_cents: i64,
+}
 
 /// What recording a payment came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,9 +118,10 @@ pub struct Store {
 impl Store {
     /// A connection pool on `url` (`postgres://user:password@host:port/db`).
     pub async fn connect(url: &str, max_size: usize) -> Result<Self, StoreError> {
-        let pg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Config(format!("{url:?} is not a PostgreSQL URL: {e}")))?;
+        let pg: tokio_postgres::Config = url.parse().map_err(|source| StoreError::Url {
+            url: seckill_service::redact_url(url),
+            source,
+        })?;
         let manager = deadpool_postgres::Manager::from_config(
             pg,
             NoTls,

@@ -1,4 +1,8 @@
-//! The order lifecycle after creation: payment, payment timeout, cancellation, refund.
+//! `seckill-lifecycle`: the order lifecycle after creation — payment, payment timeout,
+//! cancellation, refund (the state machine itself is [`OrderStatus::can_become`]).
+//!
+//! The order writer runs it from its consumers and its sweep; `seckillctl order refund` runs it
+//! for an operator.
 //!
 //! Every transition is one conditional update in PostgreSQL (see [`Store::transition`] and
 //! [`Store::record_payment`]), so of two racing transitions exactly one applies. The database
@@ -15,19 +19,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocketmq_client_rust::DefaultMQProducer;
-use rocketmq_model::common::message::message_single::Message;
-use seckill_core::event::LedgerEvent;
-use seckill_core::ledger::ReleaseOutcome;
-use seckill_core::mq::{self, MqError, MqRuntime, ORDER_EVENT_TOPIC};
-use seckill_core::{
+use seckill_ledger::event::LedgerEvent;
+use seckill_ledger::ledger::ReleaseOutcome;
+use seckill_ledger::{
     ActivityId, ActivityKeys, Ledger, LedgerError, OrderId, OrderRecord, OrderStatus,
 };
-use serde::{Deserialize, Serialize};
+use seckill_messages::{
+    cancel::cancel_message, CancelReason, CancelRequest, MqError, MqRuntime, Payment, StatusEvent,
+};
+use seckill_store::{PaymentOutcome, Store, StoreError, Transition};
 
-use crate::store::{Payment, PaymentOutcome, Store, StoreError, Transition};
+/// The broker's deadline for one lifecycle message (timer, event).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub use seckill_core::mq::{CancelReason, CancelRequest};
-
+/// Why a lifecycle step did not complete. Every step is idempotent: retrying a failed one only
+/// completes what is missing.
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
     #[error(transparent)]
@@ -39,6 +45,22 @@ pub enum LifecycleError {
     /// The order is not persisted yet (its creation is still on the way): retry later.
     #[error("order {0} is not persisted yet")]
     NotYetPersisted(OrderId),
+    /// A row names an activity id the ledger could never have created.
+    #[error("order {order} names an invalid activity id {activity:?}")]
+    BadActivity { order: OrderId, activity: String },
+}
+
+impl LifecycleError {
+    /// True when running the step again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LifecycleError::Store(e) => e.is_retryable(),
+            LifecycleError::Ledger(e) => e.is_retryable(),
+            LifecycleError::Mq(e) => e.is_retryable(),
+            LifecycleError::NotYetPersisted(_) => true,
+            LifecycleError::BadActivity { .. } => false,
+        }
+    }
 }
 
 /// What a cancellation came to.
@@ -50,26 +72,6 @@ pub enum CancelOutcome {
     AlreadyCancelled,
     /// It is paid (or past it): it stays as it is.
     NotCancellable(OrderStatus),
-}
-
-/// A lifecycle event as published on `seckill_order_event`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StatusEvent {
-    pub event: String,
-    pub order_id: OrderId,
-    pub activity_id: String,
-    pub status: OrderStatus,
-}
-
-fn event_tag(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::Queued => "ORDER_QUEUED",
-        OrderStatus::PendingPayment => "ORDER_CREATED",
-        OrderStatus::Paid => "ORDER_PAID",
-        OrderStatus::Cancelled => "ORDER_CANCELLED",
-        OrderStatus::Refunding => "ORDER_REFUNDING",
-        OrderStatus::Refunded => "ORDER_REFUNDED",
-    }
 }
 
 #[derive(Clone)]
@@ -88,12 +90,9 @@ impl Lifecycle {
         ledger: Ledger,
         window: Duration,
     ) -> Result<Self, MqError> {
-        let mut producer = DefaultMQProducer::builder(runtime.client_runtime())
-            .producer_group("seckill_order_lifecycle")
-            .name_server_addr(namesrv.to_owned())
-            .send_msg_timeout(3_000)
-            .build();
-        producer.start().await?;
+        let producer =
+            seckill_messages::producer(runtime, "seckill_order_lifecycle", namesrv, SEND_TIMEOUT)
+                .await?;
         Ok(Lifecycle {
             store,
             ledger,
@@ -121,7 +120,7 @@ impl Lifecycle {
         let sends = by_activity.into_iter().map(|(activity, (order_ids, latest))| {
             let deliver_at = latest.max(0) as u64 + self.window.as_millis() as u64;
             let count = order_ids.len();
-            let message = mq::cancel_message(
+            let message = cancel_message(
                 &CancelRequest {
                     order_ids,
                     reason: CancelReason::Timeout,
@@ -130,7 +129,11 @@ impl Lifecycle {
                 Some(deliver_at),
             );
             async move {
-                if let Err(e) = self.producer.send(message).await {
+                let sent = match message {
+                    Ok(message) => self.producer.send(message).await.map_err(MqError::from),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
                     tracing::warn!(activity, orders = count, error = %e, "timeouts not scheduled; the sweep will catch them");
                 }
             }
@@ -170,7 +173,12 @@ impl Lifecycle {
 
     /// Records a payment and applies it; a repeated notification is a no-op.
     pub async fn pay(&self, payment: &Payment) -> Result<OrderStatus, LifecycleError> {
-        match self.store.record_payment(payment).await? {
+        let record = seckill_store::Payment {
+            payment_id: payment.payment_id.clone(),
+            order_id: payment.order_id,
+            amount_cents: payment.amount_cents,
+        };
+        match self.store.record_payment(&record).await? {
             PaymentOutcome::Paid { activity_id } => {
                 self.confirm(&activity_id, payment.order_id).await?;
                 self.publish_event(payment.order_id, &activity_id, OrderStatus::Paid)
@@ -256,18 +264,16 @@ impl Lifecycle {
         Ok(cancelled)
     }
 
-    fn keys(activity_id: &str) -> Result<ActivityKeys, LifecycleError> {
-        let id = ActivityId::parse(activity_id).map_err(|e| {
-            LifecycleError::Ledger(LedgerError::Corrupt {
-                key: "orders.activity_id".into(),
-                detail: e,
-            })
+    fn keys(activity_id: &str, order: OrderId) -> Result<ActivityKeys, LifecycleError> {
+        let id = ActivityId::parse(activity_id).map_err(|_| LifecycleError::BadActivity {
+            order,
+            activity: activity_id.to_owned(),
         })?;
         Ok(ActivityKeys::new(&id))
     }
 
     async fn release(&self, activity_id: &str, order_id: OrderId) -> Result<(), LifecycleError> {
-        let keys = Self::keys(activity_id)?;
+        let keys = Self::keys(activity_id, order_id)?;
         if let ReleaseOutcome::Released { .. } = self
             .ledger
             .release(&keys, order_id, OrderStatus::Cancelled)
@@ -282,7 +288,7 @@ impl Lifecycle {
     }
 
     async fn confirm(&self, activity_id: &str, order_id: OrderId) -> Result<(), LifecycleError> {
-        let keys = Self::keys(activity_id)?;
+        let keys = Self::keys(activity_id, order_id)?;
         self.ledger.confirm(&keys, order_id).await?;
         Ok(())
     }
@@ -293,7 +299,7 @@ impl Lifecycle {
         order_id: OrderId,
         to: OrderStatus,
     ) -> Result<(), LifecycleError> {
-        let keys = Self::keys(activity_id)?;
+        let keys = Self::keys(activity_id, order_id)?;
         self.ledger
             .set_status(&keys, order_id, to, &OrderStatus::sources(to))
             .await?;
@@ -302,22 +308,13 @@ impl Lifecycle {
 
     /// Lifecycle events are notifications after the commit: a failed send is logged.
     async fn publish_event(&self, order_id: OrderId, activity_id: &str, status: OrderStatus) {
-        let tag = event_tag(status);
-        let body = serde_json::to_vec(&StatusEvent {
-            event: tag.to_owned(),
-            order_id,
-            activity_id: activity_id.to_owned(),
-            status,
-        })
-        .unwrap_or_default();
-        let message = Message::builder()
-            .topic(ORDER_EVENT_TOPIC)
-            .tags(tag)
-            .key(order_id.to_string())
-            .body_slice(&body)
-            .build_unchecked();
-        if let Err(e) = self.producer.send(message).await {
-            tracing::warn!(order = order_id.0, event = tag, error = %e, "lifecycle event not published");
+        let sent = match StatusEvent::message(order_id, activity_id, status) {
+            Ok(message) => self.producer.send(message).await.map_err(MqError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            let event = seckill_messages::event_tag(status);
+            tracing::warn!(order = order_id.0, event, error = %e, "lifecycle event not published");
         }
     }
 

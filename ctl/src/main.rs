@@ -1,14 +1,15 @@
-//! `seckillctl`: the operators' CLI. All logic lives in `seckill_gateway::ctl`.
+//! `seckillctl`: the operators' CLI. All logic lives in the `seckill_ctl` library.
 
 #![recursion_limit = "256"]
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use seckill_gateway::ctl::{run, Cli};
+use seckill_ctl::{run, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One command at a time: a single-threaded runtime is enough and starts faster.
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -2,16 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::*;
 use redis::AsyncCommands;
-use seckill_core::id::IdGenerator;
-use seckill_core::ledger::DeductOutcome;
-use seckill_core::time::now_unix;
-use seckill_core::{token, ActivityKeys};
+use seckill_auth::TokenKey;
+use seckill_ledger::ledger::DeductOutcome;
+use seckill_ledger::ActivityKeys;
+use seckill_service::now_unix;
+use seckill_testkit::*;
 
 fn ctl(args: &[&str]) -> Output {
     ctl_env(args, &[])
@@ -282,7 +280,7 @@ async fn list_close_and_restock() {
         .any(|a| a["id"] == id.as_str()));
 
     let keys = ActivityKeys::new(&id);
-    let ids = IdGenerator::new(9);
+    let ids = leased_ids(&ledger).await;
     let won = buy(&ledger, &keys, &ids, "holder", 2).await;
     assert!(matches!(won, DeductOutcome::Won { .. }));
 
@@ -324,13 +322,16 @@ async fn token_mint_single_and_ranges() {
     let line = stdout(&one).trim().to_owned();
     let now = now_unix();
     assert_eq!(
-        token::verify(SECRET.as_bytes(), &line, now)
+        TokenKey::new(SECRET.as_bytes())
+            .verify(&line, now)
             .unwrap()
             .as_str(),
         "alice"
     );
     assert!(
-        token::verify(SECRET.as_bytes(), &line, now + 7300).is_err(),
+        TokenKey::new(SECRET.as_bytes())
+            .verify(&line, now + 7300)
+            .is_err(),
         "ttl respected"
     );
 
@@ -339,7 +340,8 @@ async fn token_mint_single_and_ranges() {
     assert_eq!(lines.len(), 5);
     for (n, line) in (3..=7).zip(&lines) {
         assert_eq!(
-            token::verify(SECRET.as_bytes(), line, now)
+            TokenKey::new(SECRET.as_bytes())
+                .verify(line, now)
                 .unwrap()
                 .as_str(),
             format!("bench{n}")
@@ -369,7 +371,7 @@ async fn verify_passes_a_clean_ledger_and_fails_a_doctored_one() {
     let ledger = ledger_at(&redis_url()).await;
     let id = open(&ledger, "verify", 10, 1).await;
     let keys = ActivityKeys::new(&id);
-    let ids = IdGenerator::new(10);
+    let ids = leased_ids(&ledger).await;
     for u in ["v1", "v2", "v3"] {
         buy(&ledger, &keys, &ids, u, 1).await;
     }

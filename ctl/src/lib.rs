@@ -1,0 +1,117 @@
+//! `seckillctl`, the operators' CLI: preload and inspect activities, verify the ledger, mint
+//! tokens. Human output by default, `--json` for scripts.
+//!
+//! Exit codes: 0 done; 1 `verify` found a violation; 2 anything went wrong (bad input, unknown
+//! activity, Redis unreachable) — and then Redis was not written.
+//!
+//! Where things live:
+//!
+//! - [`cli`]: the flags and subcommands (clap types only).
+//! - [`error`]: [`CtlError`], every failure with the message the operator reads.
+//! - `activity`: `activity create | load | show | list | close | restock`, the load-file format
+//!   and the activity report.
+//! - `verify`: `verify`, the ledger invariants and the ledger-vs-database checks.
+//! - `reconcile`: `reconcile`, republishing ledger orders missing from the database.
+//! - `order`: `order show | refund`.
+//! - `token`: `token mint`.
+//! - this file: [`run`], which connects to what a command needs and dispatches to its module.
+
+#![recursion_limit = "256"]
+
+pub mod cli;
+pub mod error;
+
+mod activity;
+mod order;
+mod reconcile;
+mod token;
+mod verify;
+
+use std::process::ExitCode;
+
+use seckill_ledger::{Ledger, LedgerConfig};
+use seckill_service::redact_url;
+use seckill_store::Store;
+
+pub use cli::Cli;
+use cli::{Command, TokenCommand};
+pub use error::CtlError;
+
+/// Runs one command; prints its output; returns the exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("seckillctl: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, CtlError> {
+    match cli.command {
+        Command::Token(TokenCommand::Mint {
+            user,
+            users,
+            prefix,
+            ttl,
+            out,
+        }) => {
+            token::mint(user, users, &prefix, &ttl, out.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Activity(command) => {
+            let ledger = connect_ledger(&cli.redis_url).await?;
+            activity::run(&ledger, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            id,
+            json,
+            ledger_only,
+        } => {
+            let id = activity::parse_activity_id(&id)?;
+            let ledger = connect_ledger(&cli.redis_url).await?;
+            let store = if ledger_only {
+                None
+            } else {
+                Some(connect_store(&cli.database_url).await?)
+            };
+            verify::verify(&ledger, store.as_ref(), &id, json).await
+        }
+        Command::Order(command) => {
+            let ledger = connect_ledger(&cli.redis_url).await?;
+            let store = connect_store(&cli.database_url).await?;
+            order::run(&ledger, &store, &cli.rocketmq_namesrv, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reconcile { id, json } => {
+            let id = activity::parse_activity_id(&id)?;
+            let ledger = connect_ledger(&cli.redis_url).await?;
+            let store = connect_store(&cli.database_url).await?;
+            reconcile::reconcile(&ledger, &store, &cli.rocketmq_namesrv, &id, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn connect_ledger(url: &str) -> Result<Ledger, CtlError> {
+    let mut config = LedgerConfig::new(url);
+    // One command at a time: a pool would only add connections to open.
+    config.connections = 1;
+    Ledger::connect(&config)
+        .await
+        .map_err(|source| CtlError::RedisUnreachable {
+            url: redact_url(url),
+            source,
+        })
+}
+
+async fn connect_store(url: &str) -> Result<Store, CtlError> {
+    Store::connect(url, 2)
+        .await
+        .map_err(|source| CtlError::DatabaseUnreachable {
+            url: redact_url(url),
+            source,
+        })
+}

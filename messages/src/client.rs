@@ -1,0 +1,156 @@
+//! The RocketMQ client side every process shares: the runtime the clients run on, and the one
+//! way to build a producer or a push consumer with this project's settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocketmq_client_rust::{
+    ClientRuntime, ClientRuntimeConfig, DefaultMQProducer, DefaultMQPushConsumer,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+use crate::MqError;
+
+/// Blocking-lane slots of the client runtime (listeners run there).
+pub const BLOCKING_LANE: usize = 64;
+/// Concurrent consume calls per consumer: well below [`BLOCKING_LANE`] so that each can also
+/// get a slot for its nested local transaction.
+pub const CONSUME_THREADS: u32 = 4;
+
+/// The runtime every RocketMQ client of a process runs on. Keep it alive as long as the clients.
+pub struct MqRuntime {
+    owner: RuntimeOwner,
+    client_runtime: Arc<ClientRuntime>,
+    telemetry: rocketmq_observability::TelemetryRuntimeGuard,
+}
+
+impl MqRuntime {
+    /// Starts the client runtime. `scope` names its threads.
+    pub fn start(scope: &str) -> Result<Self, MqError> {
+        // The client runs listeners (consume, local transaction, check-back) on its
+        // "metadata I/O" blocking lane, sized from the core count by default: a handful of slots
+        // on this 2-core machine. A consume call holds a slot while its transactional send needs
+        // another for the local transaction, so a small lane deadlocks under a backlog. Give the
+        // lane room; consumers cap their own concurrency well below it (see CONSUME_THREADS).
+        let mut config = RuntimeConfig {
+            thread_name: format!("rocketmq-{scope}"),
+            ..Default::default()
+        }
+        .with_max_blocking_threads(BLOCKING_LANE)
+        .map_err(|e| MqError::Runtime {
+            what: "config",
+            detail: e.to_string(),
+        })?;
+        config.blocking_lane_policies.metadata_io.max_concurrency = BLOCKING_LANE;
+        config.blocking_lane_policies.metadata_io.max_queue_depth = 4 * BLOCKING_LANE;
+        let owner = RuntimeOwner::plan(config)
+            .map_err(|e| MqError::Runtime {
+                what: "plan",
+                detail: e.to_string(),
+            })?
+            .build()
+            .map_err(|e| MqError::Runtime {
+                what: "build",
+                detail: e.to_string(),
+            })?;
+        // Our own tracing subscriber stays in charge of logs: the client's logging is off.
+        let mut telemetry_config = rocketmq_observability::TelemetryBootstrapConfig::default();
+        telemetry_config.logging.enabled = false;
+        let telemetry = rocketmq_observability::install_global(&telemetry_config).map_err(|e| {
+            MqError::Runtime {
+                what: "telemetry",
+                detail: e.to_string(),
+            }
+        })?;
+        let client_runtime = ClientRuntime::try_new(
+            owner.root_context().component("client"),
+            ClientRuntimeConfig::default(),
+            telemetry.handle(),
+        )?;
+        Ok(MqRuntime {
+            owner,
+            client_runtime,
+            telemetry,
+        })
+    }
+
+    pub fn client_runtime(&self) -> Arc<ClientRuntime> {
+        Arc::clone(&self.client_runtime)
+    }
+
+    /// Stops the runtime after every client on it was shut down.
+    pub async fn shutdown(self) {
+        let _ = self.client_runtime.shutdown().await;
+        let _ = self.owner.shutdown_tasks().await;
+        let _ = self.owner.shutdown_background();
+        let _ = self.telemetry.shutdown();
+    }
+}
+
+/// A started producer of `group` on `namesrv`; `send_timeout` is the broker's own deadline for
+/// one send, retried once on another broker when it fails.
+pub async fn producer(
+    runtime: &MqRuntime,
+    group: &str,
+    namesrv: &str,
+    send_timeout: Duration,
+) -> Result<DefaultMQProducer, MqError> {
+    let mut producer = DefaultMQProducer::builder(runtime.client_runtime())
+        .producer_group(group.to_owned())
+        .name_server_addr(namesrv.to_owned())
+        .send_msg_timeout(send_timeout.as_millis().min(u128::from(u32::MAX)) as u32)
+        .retry_times_when_send_failed(1)
+        .build();
+    producer.start().await?;
+    Ok(producer)
+}
+
+/// Where a push consumer's group starts, and how it consumes.
+#[derive(Clone, Debug)]
+pub struct ConsumerOptions {
+    pub group: String,
+    pub namesrv: String,
+    /// `None`: from the first message the broker holds; `Some(ms)`: from this Unix time (a new
+    /// group only; a group that consumed before resumes where it stopped).
+    pub start_at_ms: Option<i64>,
+    /// Messages handed to one listener call.
+    pub batch: u32,
+    /// How long shutdown waits for listener calls in flight.
+    pub shutdown_wait: Duration,
+}
+
+/// A push consumer (not started: subscribe and register its listener first).
+pub fn consumer(runtime: &MqRuntime, options: &ConsumerOptions) -> DefaultMQPushConsumer {
+    let mut builder = DefaultMQPushConsumer::builder(runtime.client_runtime());
+    builder = match options.start_at_ms {
+        None => builder.consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset),
+        Some(ms) => builder
+            .consume_from_where(ConsumeFromWhere::ConsumeFromTimestamp)
+            .consume_timestamp(consume_timestamp(ms)),
+    };
+    builder
+        .consumer_group(options.group.clone())
+        .name_server_addr(options.namesrv.clone())
+        .consume_message_batch_max_size(options.batch)
+        .consume_thread_min(CONSUME_THREADS)
+        .consume_thread_max(CONSUME_THREADS)
+        .await_termination_millis_when_shutdown(options.shutdown_wait.as_millis() as u64)
+        .build()
+}
+
+/// The client's `yyyyMMddHHmmss` form of a time (UTC, as this stack runs in UTC; one minute
+/// earlier to absorb any skew: replays are harmless).
+fn consume_timestamp(unix_ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp(unix_ms / 1000 - 60)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}

@@ -1,0 +1,36 @@
+//! [`MqError`]: what can go wrong talking to RocketMQ, with its source.
+
+use std::time::Duration;
+
+use rocketmq_client_rust::ClientError;
+use rocketmq_model::result::SendStatus;
+
+/// A RocketMQ failure.
+#[derive(Debug, thiserror::Error)]
+pub enum MqError {
+    /// The client failed: name server or broker unreachable, refused, timed out.
+    #[error("rocketmq: {0}")]
+    Client(#[from] ClientError),
+    /// The broker took the message but did not report it stored (`SEND_OK`).
+    #[error("rocketmq: the broker answered {0:?}")]
+    NotStored(SendStatus),
+    /// No answer within the caller's deadline.
+    #[error("rocketmq: no confirmation within {0:?}")]
+    Timeout(Duration),
+    /// A transactional message whose local transaction did not commit.
+    #[error("rocketmq: local transaction ended as {0}")]
+    NotCommitted(String),
+    /// A message body could not be encoded.
+    #[error("message body: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The client runtime could not be set up (start-up only).
+    #[error("rocketmq runtime ({what}): {detail}")]
+    Runtime { what: &'static str, detail: String },
+}
+
+impl MqError {
+    /// True when sending again later may succeed. An encoding failure never will.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, MqError::Encode(_) | MqError::Runtime { .. })
+    }
+}

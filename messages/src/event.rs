@@ -1,0 +1,63 @@
+//! `seckill_order_event`: what the writer tells downstream systems about orders.
+
+use seckill_ledger::{OrderId, OrderRecord, OrderStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::{event_tag, Message, MqError, ORDER_EVENT_TOPIC};
+
+/// The body of an `ORDER_CREATED` event: the orders of one persisted batch, as persisted. It is
+/// sent as a transactional message whose local transaction is the batch's database insert.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OrderEvent {
+    pub event: String,
+    pub orders: Vec<OrderRecord>,
+}
+
+impl OrderEvent {
+    /// The half message of a batch (keys = its order ids).
+    pub fn message(orders: Vec<OrderRecord>) -> Result<Message, MqError> {
+        let keys = orders.iter().map(|o| o.order_id.to_string()).collect();
+        let body = serde_json::to_vec(&OrderEvent {
+            event: crate::ORDER_CREATED.to_owned(),
+            orders,
+        })?;
+        Ok(Message::builder()
+            .topic(ORDER_EVENT_TOPIC)
+            .tags(crate::ORDER_CREATED)
+            .keys(keys)
+            .body_slice(&body)
+            .build_unchecked())
+    }
+}
+
+/// A later lifecycle event (`ORDER_PAID`, `ORDER_CANCELLED`, …) of one order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusEvent {
+    pub event: String,
+    pub order_id: OrderId,
+    pub activity_id: String,
+    pub status: OrderStatus,
+}
+
+impl StatusEvent {
+    /// The event of `order_id` reaching `status` (tag = the event name, key = the order id).
+    pub fn message(
+        order_id: OrderId,
+        activity_id: &str,
+        status: OrderStatus,
+    ) -> Result<Message, MqError> {
+        let tag = event_tag(status);
+        let body = serde_json::to_vec(&StatusEvent {
+            event: tag.to_owned(),
+            order_id,
+            activity_id: activity_id.to_owned(),
+            status,
+        })?;
+        Ok(Message::builder()
+            .topic(ORDER_EVENT_TOPIC)
+            .tags(tag)
+            .key(order_id.to_string())
+            .body_slice(&body)
+            .build_unchecked())
+    }
+}

@@ -1,0 +1,86 @@
+//! What the writer's integration tests share: an in-process writer of the test's own, a sale
+//! with one, and `seckillctl verify` as an operator runs it. The rest is `seckill-testkit`.
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use seckill_ledger::ActivityId;
+use seckill_order_writer::config::WriterConfig;
+use seckill_order_writer::Writer;
+pub use seckill_testkit::*;
+
+/// Generous bound for a fresh consumer group to rebalance (~20 s here) and drain.
+pub const DRAIN: Duration = Duration::from_secs(90);
+
+/// A writer of the test's own: its own group, database, start time and activities (so
+/// concurrent tests never act on each other's orders).
+pub fn writer_config(database: &str, namesrv: &str, activities: &[&ActivityId]) -> WriterConfig {
+    let settings = writer_settings(database, namesrv, activities);
+    WriterConfig::from_lookup(|name| {
+        settings
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .unwrap()
+}
+
+/// An in-process writer for `activities`.
+pub async fn start_writer(database: &str, namesrv: &str, activities: &[&ActivityId]) -> Writer {
+    Writer::start(&writer_config(database, namesrv, activities))
+        .await
+        .unwrap()
+}
+
+/// A [`Sale`] and an in-process writer for it; `configure` adjusts the writer (payment window,
+/// sweep period) before it starts.
+pub async fn sale_with_writer(
+    name: &str,
+    stock: i64,
+    limit: u32,
+    configure: impl FnOnce(&mut WriterConfig),
+) -> (Sale, Writer) {
+    let sale = Sale::start(name, stock, limit).await;
+    let mut config = writer_config(&sale.database, &sale.mq.namesrv, &[&sale.activity]);
+    configure(&mut config);
+    let writer = Writer::start(&config).await.unwrap();
+    (sale, writer)
+}
+
+/// `seckillctl` against the shared Redis, this database and this broker.
+pub fn seckillctl(args: &[&str], database: &str, namesrv: &str) -> Output {
+    Command::new(binary("seckillctl"))
+        .args(args)
+        .env("SECKILL_REDIS_URL", redis_url())
+        .env("SECKILL_DATABASE_URL", database)
+        .env("SECKILL_ROCKETMQ_NAMESRV", namesrv)
+        .output()
+        .unwrap()
+}
+
+/// Polls `seckillctl verify` until it passes (the status mirror and the outbox settle after the
+/// rows), then asserts the ledger and the database agree.
+pub async fn assert_verified_within(
+    activity: &ActivityId,
+    database: &str,
+    namesrv: &str,
+    limit: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let out = seckillctl(&["verify", activity.as_str()], database, namesrv);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.code() == Some(0) {
+            assert!(text.contains("database agrees"), "{text}");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "verify still failing after {limit:?}:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

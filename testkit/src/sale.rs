@@ -1,0 +1,94 @@
+//! A sale on a stack of the test's own: a private broker (no other test's traffic, no history
+//! to replay), a fresh database, an open activity on the shared Redis, and the gateway binary on
+//! that broker. The writer is the test's to start (in-process or as a process), so it can be
+//! configured, stopped or killed.
+
+use http::StatusCode;
+use seckill_ledger::{ActivityId, Ledger};
+use seckill_store::Store;
+
+use crate::client::Http;
+use crate::process::GatewayProcess;
+use crate::rocketmq::PrivateRocketMq;
+
+/// Fields are public so a test destructures what it uses.
+pub struct Sale {
+    pub mq: PrivateRocketMq,
+    pub database: String,
+    pub ledger: Ledger,
+    pub activity: ActivityId,
+    pub gw: GatewayProcess,
+    pub store: Store,
+}
+
+impl Sale {
+    /// `stock` units of a fresh activity, at most `limit` per buyer, open for an hour.
+    pub async fn start(name: &str, stock: i64, limit: u32) -> Self {
+        let mq = PrivateRocketMq::start().await;
+        let database = crate::fresh_database().await;
+        let redis = crate::redis_url();
+        let ledger = crate::ledger_at(&redis).await;
+        let activity = crate::open(&ledger, name, stock, limit).await;
+        let gw = GatewayProcess::start(&redis, &[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
+        let store = Store::connect(&database, 2).await.unwrap();
+        Sale {
+            mq,
+            database,
+            ledger,
+            activity,
+            gw,
+            store,
+        }
+    }
+
+    /// The settings of a writer of this sale's own: its own group, its database and broker,
+    /// starting now, for this activity only (so concurrent tests never act on each other's
+    /// orders).
+    pub fn writer_settings(&self) -> Vec<(&'static str, String)> {
+        writer_settings(&self.database, &self.mq.namesrv, &[&self.activity])
+    }
+}
+
+/// The `SECKILL_*` settings of a writer of a test's own (see [`Sale::writer_settings`]).
+pub fn writer_settings(
+    database: &str,
+    namesrv: &str,
+    activities: &[&ActivityId],
+) -> Vec<(&'static str, String)> {
+    let start_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    vec![
+        ("SECKILL_ROCKETMQ_NAMESRV", namesrv.to_owned()),
+        ("SECKILL_DATABASE_URL", database.to_owned()),
+        ("SECKILL_REDIS_URL", crate::redis_url()),
+        ("SECKILL_WRITER_GROUP", crate::unique("writer")),
+        ("SECKILL_WRITER_START_AT", start_at),
+        (
+            "SECKILL_WRITER_ACTIVITIES",
+            activities
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    ]
+}
+
+/// Buys with `users` distinct users at once; returns the order ids of the 202s.
+pub async fn crowd(gw: &Http, activity: &ActivityId, prefix: &str, users: usize) -> Vec<String> {
+    let tasks: Vec<_> = (0..users)
+        .map(|i| {
+            let (gw, activity, user) = (gw.clone(), activity.clone(), format!("{prefix}{i}"));
+            tokio::spawn(async move { gw.attempt(&activity, &user).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        if reply.status == StatusCode::ACCEPTED {
+            won.push(reply.json["order_id"].as_str().unwrap().to_owned());
+        }
+    }
+    won
+}
