@@ -31,5 +31,5 @@ fi
 scripts/services.sh redis postgres rocketmq
 # SKIP_BUILD=1 reuses the last release build.
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked \
-  -p seckill-gateway -p seckill-order-writer -p seckill-bench
+  -p seckill-gateway -p seckill-order-writer -p seckill-ctl -p seckill-bench
 exec "$CARGO_TARGET_DIR/release/seckill-bench" run "$@"

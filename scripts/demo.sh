@@ -15,7 +15,7 @@ mkdir -p "$STATE/logs"
 scripts/services.sh redis postgres rocketmq
 command -v curl >/dev/null || { echo "[demo] installing curl" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
 echo "[demo] building release binaries" >&2
-cargo build --release --locked -p seckill-gateway -p seckill-order-writer
+cargo build --release --locked -p seckill-gateway -p seckill-order-writer -p seckill-ctl
 BIN="$CARGO_TARGET_DIR/release"
 
 export SECKILL_AUTH_SECRET="${SECKILL_AUTH_SECRET:-demo-secret-change-me-0123456789}"

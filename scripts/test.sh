@@ -19,7 +19,7 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo build (binaries the tests run: seckillctl, seckill-order-writer)"
+echo "== cargo build (binaries the tests run: seckill-gateway, seckill-order-writer, seckillctl, seckill-bench)"
 cargo build --workspace --bins --locked
 echo "== cargo test"
 cargo test --workspace --locked
