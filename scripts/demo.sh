@@ -75,11 +75,14 @@ fi
 echo "[demo] waiting for the order writer to persist the 10 orders (a new consumer needs ~20 s to join)" >&2
 rows=0
 for _ in $(seq 1 120); do
-  rows=$(psql "$SECKILL_DATABASE_URL" -Atc "SELECT count(*) FROM orders WHERE activity_id = '$sale'" 2>/dev/null || echo 0)
+  # verify --json reports the activity's rows in PostgreSQL as "database_rows" (it exits 1 while
+  # some are still missing, 2 when the database is unreachable: then there is no count yet).
+  rows=$("$BIN/seckillctl" verify --json "$sale" 2>/dev/null \
+    | sed -n 's/^ *"database_rows": *\([0-9][0-9]*\).*/\1/p' || true)
   [ "$rows" = 10 ] && break
   sleep 1
 done
-psql "$SECKILL_DATABASE_URL" -c "SELECT order_id, user_id, status, amount_cents, persisted_at - created_at AS win_to_row FROM orders WHERE activity_id = '$sale' ORDER BY order_id"
+"$BIN/seckillctl" order list "$sale"
 "$BIN/seckillctl" verify "$sale"
 echo "[demo] exactly 10 winners for 10 units, 10 rows in PostgreSQL; ledger and database verified."
 [ -n "${KEEP:-}" ] && echo "[demo] gateway and writer left running on $BASE (try: curl -H 'Authorization: Bearer $first' -X POST $BASE/v1/activities/$sale/orders)"

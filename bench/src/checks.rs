@@ -2,6 +2,7 @@
 //! the rows in PostgreSQL, what the gateway told the buyers, and `seckillctl verify`.
 //!
 //! Every check reads the real stores; nothing here trusts the gateway's or the writer's word.
+//! The database is read through `seckill_store::Store`, the one crate that spells the schema.
 
 use std::path::Path;
 
@@ -80,7 +81,7 @@ impl Verdict {
 /// Where the checks read from.
 pub struct Sources<'a> {
     pub ledger: &'a Ledger,
-    pub database: &'a tokio_postgres::Client,
+    pub database: &'a seckill_store::Store,
     /// `seckillctl`, run as `seckillctl verify ID` with the environment given.
     pub seckillctl: &'a Path,
     pub env: &'a [(&'a str, &'a str)],
@@ -135,8 +136,10 @@ pub async fn check_sale(
         audit.balance_line(),
     ));
 
-    let over_in_database =
-        users_over_limit(sources.database, activity, audit.per_user_limit).await?;
+    let over_in_database = sources
+        .database
+        .users_over_limit(activity.as_str(), audit.per_user_limit)
+        .await?;
     checks.push(Check::new(
         "no_user_over_limit",
         audit.over_limit.is_empty() && over_in_database.is_empty(),
@@ -164,14 +167,7 @@ pub async fn check_sale(
         ),
     ));
 
-    let rows: i64 = sources
-        .database
-        .query_one(
-            "SELECT count(*) FROM orders WHERE activity_id = $1",
-            &[&activity.as_str()],
-        )
-        .await?
-        .get(0);
+    let rows = sources.database.order_count(activity.as_str()).await?;
     checks.push(Check::new(
         "rows_equal_wins",
         rows as u64 == told.wins && rows == audit.orders,
@@ -197,23 +193,6 @@ pub async fn check_sale(
 
 fn first<T: std::fmt::Debug>(items: &[T]) -> &[T] {
     &items[..items.len().min(3)]
-}
-
-/// Users whose live orders in the database hold more than the limit.
-async fn users_over_limit(
-    database: &tokio_postgres::Client,
-    activity: &ActivityId,
-    limit: i64,
-) -> anyhow::Result<Vec<(String, i64)>> {
-    let rows = database
-        .query(
-            "SELECT user_id, sum(quantity)::bigint FROM orders
-              WHERE activity_id = $1 AND status IN ('queued', 'pending_payment', 'paid')
-              GROUP BY user_id HAVING sum(quantity) > $2 ORDER BY user_id",
-            &[&activity.as_str(), &limit],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// `seckillctl verify ID`: the operators' own check must agree.

@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::report::Machine;
 
 /// Reads the machine's facts (PostgreSQL's version from `database`).
-pub async fn machine(database: &tokio_postgres::Client) -> Machine {
+pub async fn machine(database: &seckill_store::Store) -> Machine {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
     let cpu = cpuinfo
@@ -37,8 +37,7 @@ pub async fn machine(database: &tokio_postgres::Client) -> Machine {
             .unwrap_or(&v);
         versions.insert("redis".to_owned(), v.to_owned());
     }
-    if let Ok(row) = database.query_one("SHOW server_version", &[]).await {
-        let v: String = row.get(0);
+    if let Ok(v) = database.server_version().await {
         versions.insert(
             "postgresql".to_owned(),
             v.split_whitespace().next().unwrap_or("").to_owned(),

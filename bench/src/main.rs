@@ -199,9 +199,14 @@ async fn go(cli: Cli) -> anyhow::Result<bool> {
         } => {
             let id = ActivityId::parse(&activity).map_err(anyhow::Error::msg)?;
             let ledger = Ledger::connect(&LedgerConfig::new(cli.redis_url.clone())).await?;
-            let (database, connection) =
-                tokio_postgres::connect(&cli.database_url, tokio_postgres::NoTls).await?;
-            tokio::spawn(connection);
+            let database = seckill_store::Store::connect(&cli.database_url, 2)
+                .await
+                .with_context(|| {
+                    format!(
+                        "connecting to {}",
+                        seckill_service::redact_url(&cli.database_url)
+                    )
+                })?;
             let seckillctl =
                 seckillctl.map_or_else(|| own_dir().map(|d| d.join("seckillctl")), Ok)?;
             let sources = Sources {

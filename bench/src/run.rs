@@ -13,7 +13,8 @@ use anyhow::{bail, Context};
 use clap::ValueEnum;
 use seckill_ledger::ledger::LedgerConfig;
 use seckill_ledger::{ActivityId, ActivityKeys, Ledger};
-use seckill_service::now_unix;
+use seckill_service::{now_unix, redact_url};
+use seckill_store::Store;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
@@ -191,10 +192,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let ledger = Ledger::connect(&LedgerConfig::new(opts.redis_url.clone()))
         .await
         .context("connecting to Redis")?;
-    let (database, connection) = tokio_postgres::connect(&opts.database_url, tokio_postgres::NoTls)
+    let database = Store::connect(&opts.database_url, 2)
         .await
-        .with_context(|| format!("connecting to {}", opts.database_url))?;
-    tokio::spawn(connection);
+        .with_context(|| format!("connecting to {}", redact_url(&opts.database_url)))?;
     forget_earlier_runs(&ledger, &database).await?;
 
     // The writer handles this run's activities only.
@@ -309,10 +309,7 @@ const RUN_PREFIX: &str = "bench-";
 
 /// Removes the activities (ledger keys, order index, rows) of earlier harness runs: they were
 /// kept for inspection until now, and a `hot` run leaves a hundred thousand orders behind.
-async fn forget_earlier_runs(
-    ledger: &Ledger,
-    database: &tokio_postgres::Client,
-) -> anyhow::Result<()> {
+async fn forget_earlier_runs(ledger: &Ledger, database: &Store) -> anyhow::Result<()> {
     let earlier: Vec<ActivityId> = ledger
         .list_activities()
         .await?
@@ -349,21 +346,11 @@ async fn forget_earlier_runs(
             .query_async(&mut redis)
             .await?;
     }
-    let pattern = format!("{RUN_PREFIX}%");
-    let mut rows = 0;
-    // Children first (foreign keys); an interrupted clean-up is finished by the next run.
-    for statement in [
-        "DELETE FROM order_items WHERE order_id IN (SELECT order_id FROM orders WHERE activity_id LIKE $1)",
-        "DELETE FROM payments WHERE order_id IN (SELECT order_id FROM orders WHERE activity_id LIKE $1)",
-        "DELETE FROM orders WHERE activity_id LIKE $1",
-    ] {
-        rows = match database.execute(statement, &[&pattern]).await {
-            Ok(n) => n,
-            // A machine where no writer ever ran has no tables yet: nothing to forget.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
-            Err(e) => return Err(e.into()),
-        };
-    }
+    // An interrupted clean-up is finished by the next run; a machine where no writer ever ran
+    // has no tables yet: nothing to forget (0 rows).
+    let rows = database
+        .remove_orders_matching(&format!("{RUN_PREFIX}%"))
+        .await?;
     if !earlier.is_empty() || rows > 0 {
         say(&format!(
             "removed {} activities and {} order rows of earlier runs",
@@ -448,7 +435,7 @@ async fn run_scenario(
     env: &[(&str, String)],
     addr: &str,
     ledger: &Ledger,
-    database: &tokio_postgres::Client,
+    database: &Store,
     ceilings: &Ceilings,
     scenario: Scenario,
     id: &ActivityId,
@@ -700,7 +687,7 @@ async fn settled_scrape(addr: &str) -> anyhow::Result<Scrape> {
 async fn drain(
     opts: &Options,
     ledger: &Ledger,
-    database: &tokio_postgres::Client,
+    database: &Store,
     id: &ActivityId,
     wins: u64,
     load_ended: Instant,
@@ -709,7 +696,7 @@ async fn drain(
     let deadline = load_ended + opts.drain_timeout;
     let mut last_said = Instant::now();
     loop {
-        let rows = rows(database, id).await?;
+        let rows = database.order_count(id.as_str()).await?;
         let outbox = ledger.audit(&keys).await?.map_or(0, |a| a.outbox);
         if rows as u64 >= wins && outbox == 0 {
             break;
@@ -732,21 +719,12 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let drain_s = load_ended.elapsed().as_secs_f64();
-    let row = database
-        .query_one(
-            "SELECT count(*),
-                    1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY persisted_at - created_at))::float8,
-                    1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY persisted_at - created_at))::float8,
-                    CASE WHEN count(*) > 1 THEN count(*) / greatest(extract(epoch FROM max(persisted_at) - min(persisted_at))::float8, 0.001) END
-               FROM orders WHERE activity_id = $1",
-            &[&id.as_str()],
-        )
-        .await?;
+    let figures = database.win_to_row(id.as_str()).await?;
     let persistence = Persistence {
-        rows: row.get(0),
-        win_to_row_p50_ms: row.get(1),
-        win_to_row_p99_ms: row.get(2),
-        writer_orders_per_s: row.get(3),
+        rows: figures.rows,
+        win_to_row_p50_ms: figures.p50_ms,
+        win_to_row_p99_ms: figures.p99_ms,
+        writer_orders_per_s: figures.rows_per_s,
         drain_s,
     };
     say(&format!(
@@ -756,14 +734,4 @@ async fn drain(
         persistence.win_to_row_p99_ms.map(f64::round)
     ));
     Ok(persistence)
-}
-
-async fn rows(database: &tokio_postgres::Client, id: &ActivityId) -> anyhow::Result<i64> {
-    Ok(database
-        .query_one(
-            "SELECT count(*) FROM orders WHERE activity_id = $1",
-            &[&id.as_str()],
-        )
-        .await?
-        .get(0))
 }

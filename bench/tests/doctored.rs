@@ -18,6 +18,8 @@ const STOCK: usize = 30;
 
 struct Harness<'a> {
     ledger: &'a Ledger,
+    store: &'a seckill_store::Store,
+    /// Raw access to the tables, for the doctoring only.
     database: tokio_postgres::Client,
     database_url: &'a str,
     activity: &'a ActivityId,
@@ -31,7 +33,7 @@ impl Harness<'_> {
         let seckillctl = binary("seckillctl");
         let sources = Sources {
             ledger: self.ledger,
-            database: &self.database,
+            database: self.store,
             seckillctl: &seckillctl,
             env: &[
                 ("SECKILL_REDIS_URL", &redis),
@@ -128,6 +130,7 @@ async fn the_checks_pass_a_real_sale_and_catch_each_doctoring() {
     tokio::spawn(connection);
     let harness = Harness {
         ledger: &ledger,
+        store: &store,
         database,
         database_url: &database_url,
         activity: &activity,

@@ -20,7 +20,7 @@ pub struct Cli {
         default_value = seckill_ledger::DEFAULT_REDIS_URL
     )]
     pub redis_url: String,
-    /// PostgreSQL holding the persisted orders (verify, reconcile).
+    /// PostgreSQL holding the persisted orders (verify, reconcile, order).
     #[arg(
         long,
         global = true,
@@ -58,7 +58,7 @@ pub enum Command {
         #[arg(long)]
         ledger_only: bool,
     },
-    /// Inspect or refund one order.
+    /// List an activity's persisted orders, inspect or refund one order.
     #[command(subcommand)]
     Order(OrderCommand),
     /// Republish the activity's ledger orders that are missing from the database.
@@ -126,6 +126,14 @@ pub struct CreateArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum OrderCommand {
+    /// Every order of an activity persisted in the database, by order id: user, status, amount
+    /// and how long the win took to become a row.
+    List {
+        /// The activity.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// The order as the ledger and the database hold it, with its payments.
     Show {
         order_id: String,

@@ -12,7 +12,7 @@
 //!   and the activity report.
 //! - `verify`: `verify`, the ledger invariants and the ledger-vs-database checks.
 //! - `reconcile`: `reconcile`, republishing ledger orders missing from the database.
-//! - `order`: `order show | refund`.
+//! - `order`: `order list | show | refund`.
 //! - `token`: `token mint`.
 //! - this file: [`run`], which connects to what a command needs and dispatches to its module.
 

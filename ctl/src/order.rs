@@ -1,10 +1,10 @@
-//! `order show | refund`: one order as the ledger and the database hold it, and the operator's
-//! refund (through the same lifecycle the payment service uses, so ledger, database and events
-//! stay in step).
+//! `order list | show | refund`: an activity's persisted orders, one order as the ledger and the
+//! database hold it, and the operator's refund (through the same lifecycle the payment service
+//! uses, so ledger, database and events stay in step).
 
 use std::time::Duration;
 
-use seckill_ledger::{Ledger, OrderId, OrderStatus};
+use seckill_ledger::{ActivityId, Ledger, OrderId, OrderStatus};
 use seckill_lifecycle::Lifecycle;
 use seckill_messages::MqRuntime;
 use seckill_store::{Payment, Store};
@@ -37,6 +37,9 @@ pub(crate) async fn run(
     command: OrderCommand,
 ) -> Result<(), CtlError> {
     match command {
+        OrderCommand::List { id, json } => {
+            list(store, &crate::activity::parse_activity_id(&id)?, json).await
+        }
         OrderCommand::Show { order_id, json } => {
             show(ledger, store, parse_order_id(&order_id)?, json).await
         }
@@ -44,6 +47,33 @@ pub(crate) async fn run(
             refund(ledger, store, namesrv, parse_order_id(&order_id)?).await
         }
     }
+}
+
+/// `order list`: the activity's rows, by order id (`--json`: an array of
+/// `{order_id, user_id, status, amount_cents, win_to_row_ms}`). An activity without rows (or
+/// unknown to the database) lists nothing.
+async fn list(store: &Store, id: &ActivityId, json: bool) -> Result<(), CtlError> {
+    let orders = store.persisted_orders(id.as_str()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&orders)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<24} {:<16} {:>12} {:>12}",
+        "order", "user", "status", "amount", "win→row"
+    );
+    for order in &orders {
+        println!(
+            "{:<20} {:<24} {:<16} {:>12} {:>9.1} ms",
+            order.order_id.to_string(),
+            order.user_id,
+            order.status,
+            format!("{} cents", order.amount_cents),
+            order.win_to_row_ms
+        );
+    }
+    println!("{} orders persisted for {id}", orders.len());
+    Ok(())
 }
 
 fn parse_order_id(text: &str) -> Result<OrderId, CtlError> {

@@ -87,7 +87,8 @@ async fn republish(orders: &[OrderRecord], namesrv: &str) -> Result<usize, CtlEr
     let mut failure = None;
     for batch in batches {
         let size = batch.len();
-        if let Err(e) = producer.send_batch(batch).await {
+        // Only a batch the broker stored (SEND_OK) counts as republished.
+        if let Err(e) = seckill_messages::send_batch(&producer, batch, SEND_TIMEOUT).await {
             failure = Some(e);
             break;
         }
@@ -107,7 +108,7 @@ async fn republish(orders: &[OrderRecord], namesrv: &str) -> Result<usize, CtlEr
             Err(CtlError::Republish {
                 republished,
                 missing: orders.len(),
-                source: e.into(),
+                source: e,
             })
         }
     }

@@ -135,7 +135,8 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
         None => {}
     }
     app.limits.check_rate(&attempt.user)?;
-    // Held until the deduct (and the index write) are done.
+    // Held until the attempt is decided: the deduct, the index write and, for a winner, the
+    // wait for the broker.
     let _permit = app.limits.admit()?;
 
     let activity = match cached {

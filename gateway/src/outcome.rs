@@ -1,5 +1,6 @@
-//! Typed outcomes of every endpoint. Each phase returns one of these; `http::respond` is the one
-//! place that turns them into status codes and JSON bodies.
+//! Typed outcomes of every endpoint. Each phase returns one of these; `crate::http` (its
+//! `refusal` and the per-endpoint response functions) is the one place that turns them into
+//! status codes and JSON bodies.
 
 use std::borrow::Cow;
 

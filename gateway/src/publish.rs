@@ -209,14 +209,7 @@ async fn send<'a>(
 ) -> Result<(), MqError> {
     let messages = orders.map(order_message).collect::<Result<Vec<_>, _>>()?;
     let count = messages.len();
-    let result = match producer
-        .send_batch_with_timeout(messages, send_timeout.as_millis() as u64)
-        .await
-    {
-        Ok(result) if result.send_status == SendStatus::SendOk => Ok(()),
-        Ok(result) => Err(MqError::NotStored(result.send_status)),
-        Err(e) => Err(MqError::from(e)),
-    };
+    let result = seckill_messages::send_batch(producer, messages, send_timeout).await;
     if let Err(e) = &result {
         tracing::warn!(orders = count, error = %e, "order batch not confirmed; the orders stay in the outbox");
     }

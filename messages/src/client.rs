@@ -8,9 +8,10 @@ use rocketmq_client_rust::{
     ClientRuntime, ClientRuntimeConfig, DefaultMQProducer, DefaultMQPushConsumer,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::result::SendStatus;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
-use crate::MqError;
+use crate::{Message, MqError};
 
 /// Blocking-lane slots of the client runtime (listeners run there).
 pub const BLOCKING_LANE: usize = 64;
@@ -104,6 +105,23 @@ pub async fn producer(
         .build();
     producer.start().await?;
     Ok(producer)
+}
+
+/// Sends one batch; Ok only when the broker answers SEND_OK (stored), so a caller never counts
+/// a batch the broker did not store.
+pub async fn send_batch(
+    producer: &DefaultMQProducer,
+    messages: Vec<Message>,
+    timeout: Duration,
+) -> Result<(), MqError> {
+    match producer
+        .send_batch_with_timeout(messages, timeout.as_millis() as u64)
+        .await
+    {
+        Ok(result) if result.send_status == SendStatus::SendOk => Ok(()),
+        Ok(result) => Err(MqError::NotStored(result.send_status)),
+        Err(e) => Err(MqError::from(e)),
+    }
 }
 
 /// Where a push consumer's group starts, and how it consumes.

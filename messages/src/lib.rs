@@ -19,7 +19,7 @@ pub mod payment;
 pub mod topics;
 
 pub use cancel::{CancelReason, CancelRequest};
-pub use client::{consumer, producer, ConsumerOptions, MqRuntime};
+pub use client::{consumer, producer, send_batch, ConsumerOptions, MqRuntime};
 pub use error::MqError;
 pub use event::{OrderEvent, StatusEvent};
 pub use payment::Payment;

@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(set.timing.payment_window, Duration::from_secs(8));
         assert_eq!(set.timing.sweep_lease, Duration::from_secs(3));
         assert_eq!(set.activities, ["a", "b"]);
-        assert_eq!(set.start_at, StartAt::UnixMs(1_764_547_200_000));
+        assert_eq!(set.start_at, StartAt::UnixMs(1_796_083_200_000));
     }
 
     #[test]

@@ -1,4 +1,5 @@
--- Orders persisted from the ledger. Column names are a contract (DESIGN §4): operators query them.
+-- Orders persisted from the ledger. Column names are a contract (docs/ARCHITECTURE.md, "The
+-- database"): operators query them.
 CREATE TABLE orders (
     order_id      BIGINT PRIMARY KEY,              -- the ledger's 63-bit snowflake id
     activity_id   TEXT        NOT NULL,

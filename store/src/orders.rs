@@ -1,0 +1,247 @@
+//! Writing and moving orders: idempotent batch inserts, conditional status transitions, the
+//! lookups the writer, the lifecycle and `verify` need, and the bench's clean-up.
+
+use std::collections::{HashMap, HashSet};
+
+use seckill_ledger::{OrderId, OrderRecord, OrderStatus};
+use tokio_postgres::error::SqlState;
+
+use crate::{Store, StoreError};
+
+/// What a conditional status update came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// This call moved the order; `activity_id` says where its stock lives.
+    Applied { activity_id: String },
+    /// The order was not in a status the transition starts from; it is in `current`.
+    Refused {
+        activity_id: String,
+        current: OrderStatus,
+    },
+    /// No such order (yet: the writer may not have persisted it).
+    Missing,
+}
+
+/// One order as the database holds it (what `verify` compares with the ledger).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredOrder {
+    pub order_id: OrderId,
+    pub user_id: String,
+    pub quantity: i32,
+    pub status: String,
+    pub items: i64,
+}
+
+impl Store {
+    /// Inserts orders (and one item each) in ONE transaction, skipping those already there.
+    /// Returns the ids inserted now.
+    pub async fn insert_orders(
+        &self,
+        orders: &[OrderRecord],
+        status: OrderStatus,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = orders.iter().map(|o| o.order_id.0 as i64).collect();
+        let activities: Vec<&str> = orders.iter().map(|o| o.activity_id.as_str()).collect();
+        let users: Vec<&str> = orders.iter().map(|o| o.user_id.as_str()).collect();
+        let quantities: Vec<i32> = orders.iter().map(|o| o.quantity as i32).collect();
+        let amounts: Vec<i64> = orders.iter().map(|o| o.amount_cents).collect();
+        let channels: Vec<&str> = orders.iter().map(|o| o.channel.as_str()).collect();
+        let created: Vec<f64> = orders
+            .iter()
+            .map(|o| o.created_at as f64 / 1000.0)
+            .collect();
+        let limits: Vec<i32> = orders.iter().map(|o| o.per_user_limit as i32).collect();
+        let unit_prices: Vec<i64> = orders
+            .iter()
+            .map(|o| o.amount_cents / i64::from(o.quantity.max(1)))
+            .collect();
+
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .query(
+                "INSERT INTO orders (order_id, activity_id, user_id, quantity, amount_cents, channel,
+                                     status, created_at, per_user_limit)
+                 SELECT id, activity, usr, qty, amount, chan, $9, to_timestamp(created), lim
+                 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::int[], $5::bigint[],
+                             $6::text[], $7::float8[], $8::int[])
+                      AS u(id, activity, usr, qty, amount, chan, created, lim)
+                 ON CONFLICT DO NOTHING
+                 RETURNING order_id",
+                &[&ids, &activities, &users, &quantities, &amounts, &channels, &created, &limits, &status.as_str()],
+            )
+            .await?;
+        let inserted: Vec<i64> = inserted.iter().map(|row| row.get(0)).collect();
+        // Items only for the orders that exist (a conflicting duplicate was skipped above).
+        tx.execute(
+            "INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)
+             SELECT id, activity, qty, price
+             FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::bigint[]) AS u(id, activity, qty, price)
+             WHERE EXISTS (SELECT 1 FROM orders o WHERE o.order_id = u.id)
+             ON CONFLICT DO NOTHING",
+            &[&ids, &activities, &quantities, &unit_prices],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(inserted.into_iter().map(|id| OrderId(id as u64)).collect())
+    }
+
+    /// Which of `ids` are persisted.
+    pub async fn existing(&self, ids: &[OrderId]) -> Result<HashSet<OrderId>, StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT order_id FROM orders WHERE order_id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| OrderId(row.get::<_, i64>(0) as u64))
+            .collect())
+    }
+
+    /// Every persisted order of one activity, with its item count.
+    pub async fn activity_orders(
+        &self,
+        activity: &str,
+    ) -> Result<HashMap<OrderId, StoredOrder>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT o.order_id, o.user_id, o.quantity, o.status,
+                        (SELECT count(*) FROM order_items i WHERE i.order_id = o.order_id)
+                 FROM orders o WHERE o.activity_id = $1",
+                &[&activity],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let id = OrderId(row.get::<_, i64>(0) as u64);
+                (
+                    id,
+                    StoredOrder {
+                        order_id: id,
+                        user_id: row.get(1),
+                        quantity: row.get(2),
+                        status: row.get(3),
+                        items: row.get(4),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Moves one order from one of `from` to `to` with ONE conditional update
+    /// (`… WHERE status IN (from)`), so of two racing transitions exactly one applies. Only
+    /// transitions of the lifecycle are allowed (see `OrderStatus::can_become`).
+    pub async fn transition(
+        &self,
+        order_id: OrderId,
+        from: &[OrderStatus],
+        to: OrderStatus,
+    ) -> Result<Transition, StoreError> {
+        debug_assert!(from.iter().all(|f| f.can_become(to)), "{from:?} -> {to:?}");
+        let sources: Vec<&str> = from
+            .iter()
+            .filter(|f| f.can_become(to))
+            .map(|s| s.as_str())
+            .collect();
+        let client = self.pool.get().await?;
+        let id = order_id.0 as i64;
+        let updated = client
+            .query_opt(
+                "UPDATE orders SET status = $2, updated_at = now()
+                 WHERE order_id = $1 AND status = ANY($3)
+                 RETURNING activity_id",
+                &[&id, &to.as_str(), &sources],
+            )
+            .await?;
+        if let Some(row) = updated {
+            return Ok(Transition::Applied {
+                activity_id: row.get(0),
+            });
+        }
+        Ok(match self.status(order_id).await? {
+            Some((activity_id, current)) => Transition::Refused {
+                activity_id,
+                current,
+            },
+            None => Transition::Missing,
+        })
+    }
+
+    /// An order's activity and current status.
+    pub async fn status(
+        &self,
+        order_id: OrderId,
+    ) -> Result<Option<(String, OrderStatus)>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT activity_id, status FROM orders WHERE order_id = $1",
+                &[&(order_id.0 as i64)],
+            )
+            .await?;
+        Ok(row.map(|row| {
+            let status: String = row.get(1);
+            (
+                row.get(0),
+                OrderStatus::parse(&status).unwrap_or(OrderStatus::Queued),
+            )
+        }))
+    }
+
+    /// Orders still unpaid `window` after their win (for the sweep), oldest first.
+    pub async fn overdue(
+        &self,
+        window: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT order_id FROM orders
+                 WHERE status = 'pending_payment' AND created_at < now() - make_interval(secs => $1)
+                 ORDER BY created_at LIMIT $2",
+                &[&window.as_secs_f64(), &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| OrderId(row.get::<_, i64>(0) as u64))
+            .collect())
+    }
+
+    /// Deletes every order whose activity id matches the SQL `LIKE` pattern `activity_pattern`
+    /// (e.g. `bench-%`), with its items and payments, in one transaction. Returns how many
+    /// orders were deleted. A database whose tables do not exist yet (no writer ever migrated
+    /// it) has nothing to delete: 0.
+    pub async fn remove_orders_matching(&self, activity_pattern: &str) -> Result<u64, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut removed = 0;
+        // Children first (foreign keys).
+        for statement in [
+            "DELETE FROM order_items
+              WHERE order_id IN (SELECT order_id FROM orders WHERE activity_id LIKE $1)",
+            "DELETE FROM payments
+              WHERE order_id IN (SELECT order_id FROM orders WHERE activity_id LIKE $1)",
+            "DELETE FROM orders WHERE activity_id LIKE $1",
+        ] {
+            removed = match tx.execute(statement, &[&activity_pattern]).await {
+                Ok(n) => n,
+                // Dropping the transaction rolls it back.
+                Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            };
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+}
