@@ -21,5 +21,15 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build (binaries the tests run: seckill-gateway, seckill-order-writer, seckillctl, seckill-bench)"
 cargo build --workspace --bins --locked
+echo "== crate layout: no server crate depends on another; the ledger links neither RocketMQ nor PostgreSQL"
+for pair in "seckill-gateway seckill-order-writer" "seckill-order-writer seckill-gateway"; do
+  set -- $pair
+  if cargo tree --locked -p "$1" -e normal,dev --prefix none | grep -q "^$2 "; then
+    echo "$1 depends on $2" >&2; exit 1
+  fi
+done
+if cargo tree --locked -p seckill-ledger -e normal --prefix none | grep -Eq "^(rocketmq|tokio-postgres|deadpool-postgres) "; then
+  echo "seckill-ledger links RocketMQ or PostgreSQL" >&2; exit 1
+fi
 echo "== cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

@@ -182,8 +182,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         .scenarios
         .iter()
         .map(|s| Ok((*s, ActivityId::parse(&format!("{run_id}-{}", s.name()))?)))
-        .collect::<Result<_, String>>()
-        .map_err(anyhow::Error::msg)?;
+        .collect::<Result<_, seckill_ledger::InvalidId>>()?;
 
     say(&format!(
         "run {run_id}: logs and tokens in {}",

@@ -16,7 +16,7 @@ use crate::cli::{ActivityCommand, CreateArgs};
 use crate::error::CtlError;
 
 pub(crate) fn parse_activity_id(id: &str) -> Result<ActivityId, CtlError> {
-    ActivityId::parse(id).map_err(CtlError::Input)
+    ActivityId::parse(id).map_err(|e| CtlError::Input(e.to_string()))
 }
 
 /// `now` or RFC 3339, as unix milliseconds.
@@ -99,7 +99,9 @@ impl ActivitySpec {
             starts_at_ms,
             ends_at_ms,
         };
-        activity.validate().map_err(CtlError::Input)?;
+        activity
+            .validate()
+            .map_err(|e| CtlError::Input(e.to_string()))?;
         Ok(activity)
     }
 }

@@ -77,7 +77,7 @@ async fn list(store: &Store, id: &ActivityId, json: bool) -> Result<(), CtlError
 }
 
 fn parse_order_id(text: &str) -> Result<OrderId, CtlError> {
-    OrderId::parse(text).map_err(CtlError::Input)
+    OrderId::parse(text).map_err(|e| CtlError::Input(e.to_string()))
 }
 
 async fn show(

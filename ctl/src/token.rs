@@ -35,7 +35,9 @@ pub(crate) fn mint(
     // expired.
     let expires = now_unix() + ttl.as_secs().max(1);
     let ids: Vec<UserId> = match (user, users) {
-        (Some(user), None) => vec![UserId::parse(&user).map_err(CtlError::Input)?],
+        (Some(user), None) => {
+            vec![UserId::parse(&user).map_err(|e| CtlError::Input(e.to_string()))?]
+        }
         (None, Some(range)) => {
             let (first, last) = range
                 .split_once("..")
@@ -54,7 +56,7 @@ pub(crate) fn mint(
             (first..=last)
                 .map(|n| UserId::parse(&format!("{prefix}{n}")))
                 .collect::<Result<_, _>>()
-                .map_err(CtlError::Input)?
+                .map_err(|e| CtlError::Input(e.to_string()))?
         }
         _ => return Err(CtlError::input("give --user U or --users FIRST..LAST")),
     };

@@ -106,27 +106,33 @@ pub struct NewActivity {
 
 impl NewActivity {
     /// Checks everything Redis would otherwise store blindly.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.name.trim().is_empty() || self.name.len() > 200 {
-            return Err(format!("activity {}: name must be 1 to 200 bytes", self.id));
-        }
-        if self.price_cents < 0 {
-            return Err(format!("activity {}: price must not be negative", self.id));
-        }
-        if self.stock_total < 0 {
-            return Err(format!("activity {}: stock must not be negative", self.id));
-        }
-        if self.per_user_limit == 0 {
-            return Err(format!(
-                "activity {}: per-user limit must be at least 1",
-                self.id
-            ));
-        }
-        if self.ends_at_ms <= self.starts_at_ms {
-            return Err(format!("activity {}: it must end after it starts", self.id));
-        }
-        Ok(())
+    pub fn validate(&self) -> Result<(), InvalidActivity> {
+        let problem = if self.name.trim().is_empty() || self.name.len() > 200 {
+            "name must be 1 to 200 bytes"
+        } else if self.price_cents < 0 {
+            "price must not be negative"
+        } else if self.stock_total < 0 {
+            "stock must not be negative"
+        } else if self.per_user_limit == 0 {
+            "per-user limit must be at least 1"
+        } else if self.ends_at_ms <= self.starts_at_ms {
+            "it must end after it starts"
+        } else {
+            return Ok(());
+        };
+        Err(InvalidActivity {
+            id: self.id.clone(),
+            problem,
+        })
     }
+}
+
+/// An activity definition the ledger refuses to store, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("activity {id}: {problem}")]
+pub struct InvalidActivity {
+    pub id: ActivityId,
+    pub problem: &'static str,
 }
 
 #[cfg(test)]

@@ -21,6 +21,16 @@ pub fn worker_lease(n: u16) -> String {
     format!("sk:idgen:worker:{n}")
 }
 
+/// A text that can never be an id (of an activity, a user or an order), and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {text:?}: {expected}")]
+pub struct InvalidId {
+    /// "activity id", "user id", "order id".
+    pub what: &'static str,
+    pub text: String,
+    pub expected: &'static str,
+}
+
 fn valid_id(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 64
@@ -37,14 +47,15 @@ macro_rules! id_type {
 
         impl $name {
             /// Parses an id, refusing anything outside `[A-Za-z0-9_-]{1,64}`.
-            pub fn parse(text: &str) -> Result<Self, String> {
+            pub fn parse(text: &str) -> Result<Self, InvalidId> {
                 if valid_id(text) {
                     Ok(Self(text.to_owned()))
                 } else {
-                    Err(format!(
-                        concat!("invalid ", $what, " {:?}: use 1 to 64 characters of A-Z a-z 0-9 _ -"),
-                        text
-                    ))
+                    Err(InvalidId {
+                        what: $what,
+                        text: text.to_owned(),
+                        expected: "use 1 to 64 characters of A-Z a-z 0-9 _ -",
+                    })
                 }
             }
 
@@ -60,8 +71,8 @@ macro_rules! id_type {
         }
 
         impl std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
+            type Err = InvalidId;
+            fn from_str(s: &str) -> Result<Self, InvalidId> {
                 Self::parse(s)
             }
         }

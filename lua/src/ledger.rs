@@ -325,7 +325,8 @@ impl Ledger {
                     ),
                 )
                 .await?;
-            let parse_id = |text: &str| OrderId::parse(text).map_err(|e| contract(script, e));
+            let parse_id =
+                |text: &str| OrderId::parse(text).map_err(|e| contract(script, e.to_string()));
             return Ok(match code {
                 0 => {
                     let record: OrderRecord = serde_json::from_str(&record)

@@ -24,8 +24,8 @@ pub mod ledger;
 pub mod order;
 pub mod scripts;
 
-pub use activity::{ActivityMeta, ActivityState, NewActivity};
+pub use activity::{ActivityMeta, ActivityState, InvalidActivity, NewActivity};
 pub use error::LedgerError;
-pub use keys::{ActivityId, ActivityKeys, UserId};
+pub use keys::{ActivityId, ActivityKeys, InvalidId, UserId};
 pub use ledger::{Ledger, LedgerConfig, DEFAULT_REDIS_URL};
 pub use order::{OrderId, OrderRecord, OrderStatus};

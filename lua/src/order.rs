@@ -4,17 +4,21 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::keys::InvalidId;
+
 /// A 64-bit order id. Always a string in JSON: it does not fit a JavaScript number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OrderId(pub u64);
 
 impl OrderId {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, InvalidId> {
         match text.parse::<u64>() {
             Ok(n) if n > 0 && !text.starts_with('+') && !text.starts_with('0') => Ok(OrderId(n)),
-            _ => Err(format!(
-                "invalid order id {text:?}: expected a positive decimal number"
-            )),
+            _ => Err(InvalidId {
+                what: "order id",
+                text: text.to_owned(),
+                expected: "expected a positive decimal number",
+            }),
         }
     }
 }

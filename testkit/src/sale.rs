@@ -31,6 +31,9 @@ impl Sale {
         let activity = crate::open(&ledger, name, stock, limit).await;
         let gw = GatewayProcess::start(&redis, &[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
         let store = Store::connect(&database, 2).await.unwrap();
+        // The schema exists before any writer starts (a writer's own migration is then a no-op),
+        // so a test can read the tables at once, whether its writer runs in-process or not.
+        store.migrate().await.unwrap();
         Sale {
             mq,
             database,
