@@ -13,7 +13,7 @@ use http::HeaderMap;
 use seckill_ledger::{OrderId, OrderStatus};
 use seckill_messages::cancel::cancel_message;
 use seckill_messages::payment::payment_message;
-use seckill_messages::{CancelReason, CancelRequest, Payment};
+use seckill_messages::{CancelReason, CancelRequest, Message, MqError, Payment};
 use serde::{Deserialize, Serialize};
 
 use crate::attempt::ledger_refusal;
@@ -40,6 +40,23 @@ fn signature_ok(app: &App, headers: &HeaderMap, body: &[u8]) -> bool {
         .get("x-signature")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|signature| app.signature_key.verify(body, signature))
+}
+
+/// Hands one message to the writer; 503 unless the broker stored it within `notify_wait`.
+async fn send(app: &App, message: Result<Message, MqError>, what: &str) -> Result<(), Refusal> {
+    let message = message.map_err(|e| {
+        tracing::error!(error = %e, "{what} message not encodable");
+        Refusal::Internal
+    })?;
+    if app
+        .publisher
+        .send_one(message, app.config.timing.notify_wait)
+        .await
+    {
+        Ok(())
+    } else {
+        Err(Refusal::Unavailable)
+    }
 }
 
 pub async fn notify(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, Refusal> {
@@ -69,17 +86,12 @@ pub async fn notify(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Accep
         order_id,
         amount_cents: notice.amount_cents,
     };
-    let message = payment_message(&payment, &order.activity_id).map_err(|e| {
-        tracing::error!(error = %e, "payment message not encodable");
-        Refusal::Internal
-    })?;
-    if !app
-        .publisher
-        .send_one(message, app.config.timing.notify_wait)
-        .await
-    {
-        return Err(Refusal::Unavailable);
-    }
+    send(
+        app,
+        payment_message(&payment, &order.activity_id),
+        "payment",
+    )
+    .await?;
     Ok(Accepted { status: "accepted" })
 }
 
@@ -111,17 +123,12 @@ pub async fn cancel(
                 order_ids: vec![order_id],
                 reason: CancelReason::User,
             };
-            let message = cancel_message(&request, &order.activity_id, None).map_err(|e| {
-                tracing::error!(error = %e, "cancel message not encodable");
-                Refusal::Internal
-            })?;
-            if !app
-                .publisher
-                .send_one(message, app.config.timing.notify_wait)
-                .await
-            {
-                return Err(Refusal::Unavailable);
-            }
+            send(
+                app,
+                cancel_message(&request, &order.activity_id, None),
+                "cancel",
+            )
+            .await?;
             Ok((
                 true,
                 Cancelling {
