@@ -12,9 +12,15 @@ pub enum LedgerError {
         script: &'static str,
         detail: String,
     },
-    /// A stored record could not be decoded.
+    /// A stored value (activity metadata) is not what the scripts write.
     #[error("corrupt ledger record {key}: {detail}")]
     Corrupt { key: String, detail: String },
+    /// A stored order record is not valid JSON of an order.
+    #[error("corrupt order record in {key}: {source}")]
+    Record {
+        key: String,
+        source: serde_json::Error,
+    },
 }
 
 impl LedgerError {
@@ -34,7 +40,9 @@ impl LedgerError {
                             | redis::ErrorKind::ClusterDown
                     )
             }
-            LedgerError::Contract { .. } | LedgerError::Corrupt { .. } => false,
+            LedgerError::Contract { .. }
+            | LedgerError::Corrupt { .. }
+            | LedgerError::Record { .. } => false,
         }
     }
 }

@@ -329,8 +329,11 @@ impl Ledger {
                 |text: &str| OrderId::parse(text).map_err(|e| contract(script, e.to_string()));
             return Ok(match code {
                 0 => {
-                    let record: OrderRecord = serde_json::from_str(&record)
-                        .map_err(|e| contract(script, format!("order record: {e}")))?;
+                    let record: OrderRecord =
+                        serde_json::from_str(&record).map_err(|e| LedgerError::Record {
+                            key: keys.orders.clone(),
+                            source: e,
+                        })?;
                     if record.order_id != parse_id(&returned)? {
                         return Err(contract(script, "record and order id disagree"));
                     }
@@ -654,9 +657,9 @@ impl Ledger {
     ) -> Result<Option<OrderRecord>, LedgerError> {
         let raw: Option<String> = self.connection().hget(&keys.orders, order_id.0).await?;
         raw.map(|raw| {
-            serde_json::from_str(&raw).map_err(|e| LedgerError::Corrupt {
+            serde_json::from_str(&raw).map_err(|e| LedgerError::Record {
                 key: format!("{}[{order_id}]", keys.orders),
-                detail: e.to_string(),
+                source: e,
             })
         })
         .transpose()
@@ -730,9 +733,9 @@ impl Ledger {
             .await?;
         raw.iter()
             .map(|r| {
-                serde_json::from_str(r).map_err(|e| LedgerError::Corrupt {
+                serde_json::from_str(r).map_err(|e| LedgerError::Record {
                     key: keys.orders.clone(),
-                    detail: e.to_string(),
+                    source: e,
                 })
             })
             .collect()
@@ -793,9 +796,9 @@ impl Ledger {
                 .query_async(&mut conn)
                 .await?;
             for raw in pairs.iter().skip(1).step_by(2) {
-                records.push(serde_json::from_str(raw).map_err(|e| LedgerError::Corrupt {
+                records.push(serde_json::from_str(raw).map_err(|e| LedgerError::Record {
                     key: keys.orders.clone(),
-                    detail: e.to_string(),
+                    source: e,
                 })?);
             }
             if next == 0 {

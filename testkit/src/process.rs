@@ -101,10 +101,17 @@ impl WriterProcess {
         }
     }
 
-    /// SIGKILL: no chance to finish anything.
+    /// SIGKILL: no chance to finish anything. Panics unless the writer was still running and
+    /// died of the signal (an exit of its own would mean the test never killed anything).
     pub fn kill(mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "the writer had already exited"
+        );
         self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "the writer ended with {status}");
     }
 }
 
