@@ -17,43 +17,7 @@ use crate::tools::{parse_redis_benchmark, run_tool, RedisBench};
 /// configured like the stack's (append-only file, fsync every second), each call by a new
 /// random user with a new random order id: every call a winner, the gateway's hot path in Redis.
 pub async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
-    let port = free_port()?;
-    // Empty every time: an earlier run's append-only file would be replayed first.
-    let dir = opts.work.join("redis-ceiling");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let mut server = Service {
-        name: "redis-server (ceiling)",
-        child: Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "everysec"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server")?,
-        log: opts.work.join("redis-ceiling.log"),
-    };
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut ledger = None;
-    for _ in 0..200 {
-        server.alive()?;
-        if let Ok(l) = Ledger::connect(&LedgerConfig::new(url.clone())).await {
-            ledger = Some(l);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let ledger = ledger.context("the private redis-server did not answer")?;
+    let (_server, port, ledger) = private_redis(opts).await?;
     let id = ActivityId::parse("ceiling").map_err(anyhow::Error::msg)?;
     let now = now_ms() as i64;
     ledger
@@ -115,6 +79,54 @@ pub async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
         );
     }
     Ok(bench)
+}
+
+/// A fresh redis-server configured like the stack's (AOF, fsync every second) on a free port.
+/// A port found free can be taken before the server binds it: the server then exits at once,
+/// and another port is tried.
+async fn private_redis(opts: &Options) -> anyhow::Result<(Service, u16, Ledger)> {
+    // Empty every time: an earlier run's append-only file would be replayed first.
+    let dir = opts.work.join("redis-ceiling");
+    for _ in 0..5 {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let port = free_port()?;
+        let mut server = Service {
+            name: "redis-server (ceiling)",
+            child: Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                ])
+                .arg("--dir")
+                .arg(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting redis-server")?,
+            log: opts.work.join("redis-ceiling.log"),
+        };
+        let url = format!("redis://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if server.alive().is_err() {
+                break; // the port was taken meanwhile: try another
+            }
+            if let Ok(ledger) = Ledger::connect(&LedgerConfig::new(url.clone())).await {
+                return Ok((server, port, ledger));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    bail!(
+        "no private redis-server would start (see {})",
+        opts.work.join("redis-ceiling.log").display()
+    )
 }
 
 fn free_port() -> anyhow::Result<u16> {
