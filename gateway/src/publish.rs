@@ -105,13 +105,17 @@ impl Publisher {
     /// Sends one message and waits at most `wait` for the broker's confirmation (payment
     /// notifications, cancel requests: rare, so not batched).
     pub async fn send_one(&self, message: Message, wait: Duration) -> bool {
-        let sent = tokio::time::timeout(wait, self.producer.send(message)).await;
-        let confirmed =
-            matches!(sent, Ok(Ok(Some(ref result))) if result.send_status == SendStatus::SendOk);
-        if !confirmed {
-            tracing::warn!("message not confirmed by the broker");
+        let sent = match tokio::time::timeout(wait, self.producer.send(message)).await {
+            Ok(Ok(Some(result))) if result.send_status == SendStatus::SendOk => Ok(()),
+            Ok(Ok(Some(result))) => Err(MqError::NotStored(result.send_status)),
+            Ok(Ok(None)) => Err(MqError::NoResult),
+            Ok(Err(e)) => Err(MqError::from(e)),
+            Err(_) => Err(MqError::Timeout(wait)),
+        };
+        if let Err(e) = &sent {
+            tracing::warn!(error = %e, "message not confirmed by the broker");
         }
-        confirmed
+        sent.is_ok()
     }
 
     /// Sends orders now (the relay's path), then clears them from the outbox.

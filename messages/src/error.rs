@@ -14,6 +14,9 @@ pub enum MqError {
     /// The broker took the message but did not report it stored (`SEND_OK`).
     #[error("rocketmq: the broker answered {0:?}")]
     NotStored(SendStatus),
+    /// The client returned no send result (the message's fate is unknown).
+    #[error("rocketmq: the send returned no result")]
+    NoResult,
     /// No answer within the caller's deadline.
     #[error("rocketmq: no confirmation within {0:?}")]
     Timeout(Duration),
