@@ -6,9 +6,12 @@
 //!    Returning early here is what keeps a crowd off Redis.
 //! 3. Deduct: one EVALSHA of `deduct.lua`.
 //! 4. Record and enqueue: index the new order by id (so `GET /v1/orders/{id}` finds it) and
-//!    queue it to RocketMQ ([`crate::publish`]); answer 202 only once the broker confirmed it.
-//!    If it did not within `Timing::publish_wait`, the answer is 503 and the order stays in the
-//!    ledger's outbox for the relay: the buyer's retry finds it (200, their existing order).
+//!    queue it to RocketMQ ([`crate::publish`]). With `SECKILL_CONFIRM=ledger` (the default)
+//!    the answer is 202 at once: the deduct committed the order to the ledger and its outbox,
+//!    and the relay republishes whatever the broker does not confirm. With
+//!    `SECKILL_CONFIRM=broker` the 202 waits for the broker's confirmation; if it does not come
+//!    within `Timing::publish_wait`, the answer is 503 and the order stays in the outbox for
+//!    the relay: the buyer's retry finds it (200, their existing order).
 //! 5. The caller maps the [`AttemptOutcome`] to HTTP.
 
 use std::borrow::Cow;
@@ -16,11 +19,12 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use seckill_ledger::ledger::{Attempt, DeductOutcome};
-use seckill_ledger::{ActivityId, LedgerError, UserId};
+use seckill_ledger::{ActivityId, LedgerError, OrderId, UserId};
 use seckill_service::{now_ms, now_unix};
 use serde::Deserialize;
 
 use crate::catalog::Activity;
+use crate::config::Confirm;
 use crate::outcome::{AttemptOutcome, Refusal};
 use crate::{auth, App};
 
@@ -175,18 +179,30 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
             if stock_left <= 0 {
                 sold_out(app, &activity.keys.id);
             }
-            // Phase 4. The order is already safe in the ledger (and its outbox); the index makes
-            // it findable by id, the publish hands it to the writer.
+            // Phase 4. The order is already safe in the ledger (and its outbox, from which the
+            // relay republishes whatever the broker never confirms); the index makes it
+            // findable by id, the publish hands it to the writer.
             let order_id = record.order_id;
             app.metrics.redis_call();
-            let (indexed, confirmed) = tokio::join!(
-                app.ledger.index_order(order_id, &activity.keys.id),
-                app.publisher
-                    .publish(*record, app.config.timing.publish_wait),
-            );
-            if let Err(e) = indexed {
-                tracing::error!(order = order_id.0, activity = %activity.keys.id, error = %e, "order index write failed");
-            }
+            let confirmed = match app.config.confirm {
+                Confirm::Ledger => {
+                    let indexed = app.ledger.index_order(order_id, &activity.keys.id).await;
+                    log_index_failure(indexed, order_id, &activity.keys.id);
+                    if !app.publisher.publish_behind(*record) {
+                        app.metrics.publish_deferred();
+                    }
+                    true
+                }
+                Confirm::Broker => {
+                    let (indexed, confirmed) = tokio::join!(
+                        app.ledger.index_order(order_id, &activity.keys.id),
+                        app.publisher
+                            .publish(*record, app.config.timing.publish_wait),
+                    );
+                    log_index_failure(indexed, order_id, &activity.keys.id);
+                    confirmed
+                }
+            };
             if !confirmed {
                 app.metrics.publish_unconfirmed();
                 return Err(Refusal::Unavailable.into());
@@ -215,6 +231,12 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
         DeductOutcome::Ended => Refusal::Ended.into(),
         DeductOutcome::NotFound => Refusal::ActivityNotFound.into(),
     })
+}
+
+fn log_index_failure(indexed: Result<(), LedgerError>, order: OrderId, activity: &ActivityId) {
+    if let Err(e) = indexed {
+        tracing::error!(order = order.0, %activity, error = %e, "order index write failed");
+    }
 }
 
 /// Raises the local flag and, on the first sighting, tells the other instances.

@@ -35,6 +35,8 @@ pub struct Config {
     pub redis_connections: usize,
     /// `SECKILL_PUBLISH_SENDERS` and `SECKILL_PUBLISH_LINGER_US`: enqueue batching.
     pub batching: crate::publish::Batching,
+    /// `SECKILL_CONFIRM`: when a winner is answered.
+    pub confirm: Confirm,
     /// `SECKILL_PUBLISH_WAIT`, `SECKILL_SEND_TIMEOUT`, `SECKILL_RELAY_AGE` and the fixed clocks.
     pub timing: Timing,
     /// `SECKILL_LOG_JSON`: `1`/`true` for JSON log lines.
@@ -42,6 +44,28 @@ pub struct Config {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// When a winner gets its 202 (`SECKILL_CONFIRM`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirm {
+    /// `ledger` (default): once the deduct committed the order to the ledger and its outbox;
+    /// publishing follows in batches behind the answer, the relay guaranteeing delivery.
+    Ledger,
+    /// `broker`: once the broker confirmed the order's message (SEND_OK), else 503 after
+    /// `SECKILL_PUBLISH_WAIT`.
+    Broker,
+}
+
+impl std::str::FromStr for Confirm {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "ledger" => Ok(Confirm::Ledger),
+            "broker" => Ok(Confirm::Broker),
+            _ => Err(()),
+        }
+    }
+}
 pub const DEFAULT_RATE_GLOBAL: u32 = 200_000;
 pub const DEFAULT_RATE_PER_USER: u32 = 10;
 pub const DEFAULT_MAX_INFLIGHT: usize = 4096;
@@ -63,6 +87,7 @@ struct FileConfig {
     publish_senders: Option<usize>,
     publish_linger_us: Option<u64>,
     publish_wait: Option<String>,
+    confirm: Option<String>,
     send_timeout: Option<String>,
     relay_age: Option<String>,
     log_json: Option<bool>,
@@ -139,6 +164,13 @@ impl Config {
                 defaults.linger.as_micros() as u64,
             )?),
         };
+        let confirm_text = settings.get("SECKILL_CONFIRM", file.confirm, "ledger".to_owned())?;
+        let confirm: Confirm = confirm_text.parse().map_err(|()| {
+            ConfigError::new(format!(
+                "SECKILL_CONFIRM={confirm_text:?} must be `ledger` (answer at the ledger's commit) \
+                 or `broker` (answer once the broker stored the order)"
+            ))
+        })?;
         let clocks = Timing::default();
         let timing = Timing {
             publish_wait: settings.duration(
@@ -186,6 +218,7 @@ impl Config {
                 file.redis_connections,
                 DEFAULT_REDIS_CONNECTIONS,
             )?,
+            confirm,
             timing,
             log_json: settings.flag("SECKILL_LOG_JSON", file.log_json),
         })
@@ -240,6 +273,7 @@ mod tests {
             ("SECKILL_REDIS_URL", "http://x"),
             ("SECKILL_PUBLISH_WAIT", "soon"),
             ("SECKILL_RELAY_AGE", "1s"),
+            ("SECKILL_CONFIRM", "later"),
         ] {
             let err = Config::from_sources(
                 None,

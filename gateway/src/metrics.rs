@@ -61,6 +61,7 @@ pub struct Metrics {
     sold_out_short_circuits: AtomicU64,
     redis_calls: AtomicU64,
     publish_unconfirmed: AtomicU64,
+    publish_deferred: AtomicU64,
 }
 
 fn attempt_index(label: &str) -> usize {
@@ -98,6 +99,12 @@ impl Metrics {
 
     pub fn publish_unconfirmed(&self) {
         self.publish_unconfirmed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A winner answered at the ledger's commit whose order found the publish queue full: the
+    /// relay sends it.
+    pub fn publish_deferred(&self) {
+        self.publish_deferred.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn redis_calls(&self) -> u64 {
@@ -158,12 +165,14 @@ impl Metrics {
              # HELP seckill_sold_out_short_circuits_total Attempts answered sold_out from the local flag, without Redis.\n# TYPE seckill_sold_out_short_circuits_total counter\nseckill_sold_out_short_circuits_total {}\n\
              # HELP seckill_redis_calls_total Redis round trips made for requests.\n# TYPE seckill_redis_calls_total counter\nseckill_redis_calls_total {}\n\
              # HELP seckill_script_reloads_total NOSCRIPT recoveries.\n# TYPE seckill_script_reloads_total counter\nseckill_script_reloads_total {}\n\
-             # HELP seckill_publish_unconfirmed_total Won orders the broker did not confirm in time (left to the relay).\n# TYPE seckill_publish_unconfirmed_total counter\nseckill_publish_unconfirmed_total {}\n",
+             # HELP seckill_publish_unconfirmed_total Won orders the broker did not confirm in time (left to the relay).\n# TYPE seckill_publish_unconfirmed_total counter\nseckill_publish_unconfirmed_total {}\n\
+             # HELP seckill_publish_deferred_total Won orders answered at the ledger's commit that found the publish queue full (left to the relay).\n# TYPE seckill_publish_deferred_total counter\nseckill_publish_deferred_total {}\n",
             self.inflight.load(Ordering::Relaxed),
             self.sold_out_short_circuits.load(Ordering::Relaxed),
             self.redis_calls.load(Ordering::Relaxed),
             script_reloads,
             self.publish_unconfirmed.load(Ordering::Relaxed),
+            self.publish_deferred.load(Ordering::Relaxed),
         );
         out
     }

@@ -21,7 +21,7 @@ use rocketmq_model::result::SendStatus;
 use seckill_ledger::{ActivityId, ActivityKeys, Ledger, OrderRecord};
 use seckill_messages::order::order_message;
 use seckill_messages::{Message, MqError, MqRuntime, MAX_BATCH};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 /// How winners are batched (`SECKILL_PUBLISH_SENDERS`, `SECKILL_PUBLISH_LINGER_US`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +45,8 @@ const QUEUE: usize = 16 * 1024;
 
 struct Pending {
     order: OrderRecord,
-    done: oneshot::Sender<bool>,
+    /// The winner waiting for the broker (`SECKILL_CONFIRM=broker`); `None` once answered.
+    done: Option<oneshot::Sender<bool>>,
 }
 
 /// The gateway's side of `seckill_order`.
@@ -57,6 +58,9 @@ pub struct Publisher {
     healthy: Arc<AtomicBool>,
     /// The broker's own deadline for one batch send (`Timing::send_timeout`).
     send_timeout: Duration,
+    /// Set at shutdown: the batcher stops taking orders, sends what is queued, and ends.
+    closing: watch::Sender<bool>,
+    batcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Publisher {
@@ -73,9 +77,11 @@ impl Publisher {
         );
         let healthy = Arc::new(AtomicBool::new(true));
         let (queue, receiver) = mpsc::channel(QUEUE);
-        // Ends when the publisher (the last sender) is dropped, after flushing what is queued.
-        tokio::spawn(batch_loop(
+        let (closing, closed) = watch::channel(false);
+        // Ends at shutdown (or when the publisher is dropped), after sending what is queued.
+        let batcher = tokio::spawn(batch_loop(
             receiver,
+            closed,
             producer.clone(),
             ledger.clone(),
             healthy.clone(),
@@ -88,6 +94,8 @@ impl Publisher {
             ledger,
             healthy,
             send_timeout,
+            closing,
+            batcher: std::sync::Mutex::new(Some(batcher)),
         })
     }
 
@@ -96,10 +104,20 @@ impl Publisher {
     pub async fn publish(&self, order: OrderRecord, wait: Duration) -> bool {
         let (done, confirmed) = oneshot::channel();
         let queued = async {
-            self.queue.send(Pending { order, done }).await.is_ok()
-                && confirmed.await.unwrap_or(false)
+            let pending = Pending {
+                order,
+                done: Some(done),
+            };
+            self.queue.send(pending).await.is_ok() && confirmed.await.unwrap_or(false)
         };
         tokio::time::timeout(wait, queued).await.unwrap_or(false)
+    }
+
+    /// Queues one won order behind an answer already given (`SECKILL_CONFIRM=ledger`): the
+    /// order is in the ledger's outbox, so if the queue is full (the broker far behind) it is
+    /// left to the relay instead of making the winner wait. True when queued.
+    pub fn publish_behind(&self, order: OrderRecord) -> bool {
+        self.queue.try_send(Pending { order, done: None }).is_ok()
     }
 
     /// Sends one message and waits at most `wait` for the broker's confirmation (payment
@@ -136,6 +154,20 @@ impl Publisher {
     /// Stops the producer. Call after the last request was answered: later sends fail (and
     /// their orders stay in the outbox).
     pub async fn shutdown(&self) {
+        // Winners answered at the ledger's commit may still be queued: send them first (bounded:
+        // what the broker does not take stays in the outbox for the relay).
+        let _ = self.closing.send(true);
+        let batcher = self
+            .batcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(batcher) = batcher {
+            let flush = self.send_timeout * 2;
+            if tokio::time::timeout(flush, batcher).await.is_err() {
+                tracing::warn!("queued orders not all sent within {flush:?}; the relay sends them");
+            }
+        }
         // A clone shares the producer's inner state; shutting it down stops the one producer.
         let mut producer = DefaultMQProducer::clone(&self.producer);
         producer.shutdown().await;
@@ -150,6 +182,7 @@ impl Publisher {
 /// Collects orders into batches and hands each to a sender task.
 async fn batch_loop(
     mut receiver: mpsc::Receiver<Pending>,
+    mut closing: watch::Receiver<bool>,
     producer: Arc<DefaultMQProducer>,
     ledger: Ledger,
     healthy: Arc<AtomicBool>,
@@ -158,7 +191,18 @@ async fn batch_loop(
 ) {
     let senders = Arc::new(Semaphore::new(batching.senders.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some(first) = receiver.recv().await {
+    let mut open = true;
+    loop {
+        let next = tokio::select! {
+            next = receiver.recv() => next,
+            _ = closing.changed(), if open => {
+                // No new orders (a late winner's goes to the relay); what is queued still goes.
+                receiver.close();
+                open = false;
+                continue;
+            }
+        };
+        let Some(first) = next else { break };
         // Waiting for a slot is what lets a batch grow under load.
         let Ok(permit) = senders.clone().acquire_owned().await else {
             break;
@@ -191,7 +235,9 @@ async fn batch_loop(
             let orders: Vec<OrderRecord> = batch
                 .into_iter()
                 .map(|p| {
-                    let _ = p.done.send(confirmed);
+                    if let Some(done) = p.done {
+                        let _ = done.send(confirmed);
+                    }
                     p.order
                 })
                 .collect();

@@ -521,9 +521,13 @@ async fn shutdown_drains_and_stops_listening() {
 async fn an_attempt_runs_to_its_end_when_the_buyer_hangs_up() {
     use tokio::io::AsyncWriteExt;
 
-    // No broker answers: a win waits PUBLISH_WAIT for a confirmation that never comes, which
-    // gives the buyer time to hang up in the middle of the attempt.
-    let gw = TestGateway::start(&[("SECKILL_ROCKETMQ_NAMESRV", "127.0.0.1:1")]).await;
+    // No broker answers, and the answer waits for it: a win waits `SECKILL_PUBLISH_WAIT` for a
+    // confirmation that never comes, which gives the buyer time to hang up mid-attempt.
+    let gw = TestGateway::start(&[
+        ("SECKILL_ROCKETMQ_NAMESRV", "127.0.0.1:1"),
+        ("SECKILL_CONFIRM", "broker"),
+    ])
+    .await;
     let ledger = ledger_at(&redis_url()).await;
     let id = open(&ledger, "hangup", 10, 1).await;
     let keys = ActivityKeys::new(&id);
@@ -562,4 +566,49 @@ async fn an_attempt_runs_to_its_end_when_the_buyer_hangs_up() {
     assert!(finished, "{}", gw.app.metrics.render(0));
     let audit = ledger.audit(&keys).await.unwrap().unwrap();
     assert_eq!((audit.orders, audit.outbox), (1, 1));
+}
+
+/// `SECKILL_CONFIRM`: with no broker reachable, a winner is answered 202 at the ledger's commit
+/// (the default), or 503 after `SECKILL_PUBLISH_WAIT` when the answer waits for the broker;
+/// either way the order is won and the buyer's retry finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_winner_is_answered_at_the_ledger_commit_or_at_the_broker_as_configured() {
+    let ledger = ledger_at(&redis_url()).await;
+    let id = open(&ledger, "confirm", 10, 1).await;
+    let no_broker = ("SECKILL_ROCKETMQ_NAMESRV", "127.0.0.1:1");
+
+    let at_ledger = TestGateway::start(&[no_broker]).await;
+    let won = at_ledger.attempt(&id, "at-ledger").await;
+    assert_eq!(won.status, StatusCode::ACCEPTED, "{}", won.text);
+    let order = won.json["order_id"].as_str().unwrap().to_owned();
+    let view = at_ledger
+        .get(
+            &format!("/v1/orders/{order}"),
+            Some(&token_for("at-ledger")),
+        )
+        .await;
+    assert_eq!(view.json["status"], "queued", "{}", view.text);
+
+    let at_broker = TestGateway::start(&[
+        no_broker,
+        ("SECKILL_CONFIRM", "broker"),
+        ("SECKILL_PUBLISH_WAIT", "1s"),
+    ])
+    .await;
+    let unconfirmed = at_broker.attempt(&id, "at-broker").await;
+    assert_eq!(
+        (unconfirmed.status, unconfirmed.error()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{}",
+        unconfirmed.text
+    );
+    let retry = at_broker.attempt(&id, "at-broker").await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
+
+    let audit = ledger
+        .audit(&ActivityKeys::new(&id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((audit.orders, audit.reserved), (2, 2), "both orders won");
 }

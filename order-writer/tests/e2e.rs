@@ -223,7 +223,7 @@ async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_on
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn broker_stopped_while_taking_orders_then_restarted_loses_nothing() {
+async fn broker_stopped_while_answering_at_the_broker_then_restarted_loses_nothing() {
     let (
         Sale {
             mut mq,
@@ -234,7 +234,7 @@ async fn broker_stopped_while_taking_orders_then_restarted_loses_nothing() {
             store,
         },
         writer,
-    ) = sale_with_writer("broker", 60, 1, |_| {}).await;
+    ) = gateway_sale_with_writer("broker", 60, 1, &[("SECKILL_CONFIRM", "broker")], |_| {}).await;
 
     let before = crowd(&gw, &activity, "pre", 20).await;
     assert_eq!(before.len(), 20, "broker up: every winner confirmed");
@@ -283,6 +283,70 @@ async fn broker_stopped_while_taking_orders_then_restarted_loses_nothing() {
     assert_eq!(
         wait_for_rows(&store, activity.as_str(), 40, DRAIN).await,
         40
+    );
+    assert_verified_within(&activity, &database, &mq.namesrv, DRAIN).await;
+    writer.shutdown().await;
+}
+
+/// The default (`SECKILL_CONFIRM=ledger`): a winner is answered at the ledger's commit, so a
+/// broker that is down costs buyers nothing; its orders wait in the outbox and reach the database
+/// once the broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_stopped_while_answering_at_the_ledger_then_restarted_loses_nothing() {
+    let (
+        Sale {
+            mut mq,
+            database,
+            ledger,
+            activity,
+            gw,
+            store,
+        },
+        writer,
+    ) = sale_with_writer("ledger", 60, 1, |_| {}).await;
+
+    let before = crowd(&gw, &activity, "pre", 20).await;
+    assert_eq!(before.len(), 20);
+    mq.stop_broker().await;
+    let during = crowd(&gw, &activity, "down", 20).await;
+    assert_eq!(
+        during.len(),
+        20,
+        "every winner answered 202 with the broker down"
+    );
+    // Each buyer's retry finds their order, and so does the owner's look-up by id.
+    for i in 0..20 {
+        let buyer = format!("down{i}");
+        let again = gw.attempt(&activity, &buyer).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+        let order = again.json["order_id"].as_str().unwrap();
+        assert!(during.iter().any(|won| won == order));
+        let view = gw
+            .get(&format!("/v1/orders/{order}"), Some(&token_for(&buyer)))
+            .await;
+        assert_eq!(view.json["status"], "queued", "{}", view.text);
+    }
+    let audit = ledger
+        .audit(&ActivityKeys::new(&activity))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(audit.orders, 40);
+    assert!(
+        audit.outbox >= 20,
+        "unsent orders wait in the outbox: {audit:?}"
+    );
+
+    mq.start_broker().await;
+    assert_eq!(
+        wait_for_rows(&store, activity.as_str(), 40, DRAIN).await,
+        40
+    );
+    let rows = store.activity_orders(activity.as_str()).await.unwrap();
+    let ids: HashSet<String> = rows.keys().map(|id| id.to_string()).collect();
+    assert_eq!(
+        ids,
+        before.into_iter().chain(during).collect::<HashSet<_>>()
     );
     assert_verified_within(&activity, &database, &mq.namesrv, DRAIN).await;
     writer.shutdown().await;

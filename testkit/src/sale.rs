@@ -24,12 +24,24 @@ pub struct Sale {
 impl Sale {
     /// `stock` units of a fresh activity, at most `limit` per buyer, open for an hour.
     pub async fn start(name: &str, stock: i64, limit: u32) -> Self {
+        Self::start_with(name, stock, limit, &[]).await
+    }
+
+    /// As [`Sale::start`], the gateway with extra `SECKILL_*` settings.
+    pub async fn start_with(
+        name: &str,
+        stock: i64,
+        limit: u32,
+        gateway_settings: &[(&str, &str)],
+    ) -> Self {
         let mq = PrivateRocketMq::start().await;
         let database = crate::fresh_database().await;
         let redis = crate::redis_url();
         let ledger = crate::ledger_at(&redis).await;
         let activity = crate::open(&ledger, name, stock, limit).await;
-        let gw = GatewayProcess::start(&redis, &[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
+        let mut settings = vec![("SECKILL_ROCKETMQ_NAMESRV", mq.namesrv.as_str())];
+        settings.extend_from_slice(gateway_settings);
+        let gw = GatewayProcess::start(&redis, &settings).await;
         let store = Store::connect(&database, 2).await.unwrap();
         // The schema exists before any writer starts (a writer's own migration is then a no-op),
         // so a test can read the tables at once, whether its writer runs in-process or not.

@@ -42,7 +42,18 @@ pub async fn sale_with_writer(
     limit: u32,
     configure: impl FnOnce(&mut WriterConfig),
 ) -> (Sale, Writer) {
-    let sale = Sale::start(name, stock, limit).await;
+    gateway_sale_with_writer(name, stock, limit, &[], configure).await
+}
+
+/// As [`sale_with_writer`], the gateway with extra `SECKILL_*` settings.
+pub async fn gateway_sale_with_writer(
+    name: &str,
+    stock: i64,
+    limit: u32,
+    gateway_settings: &[(&str, &str)],
+    configure: impl FnOnce(&mut WriterConfig),
+) -> (Sale, Writer) {
+    let sale = Sale::start_with(name, stock, limit, gateway_settings).await;
     let mut config = writer_config(&sale.database, &sale.mq.namesrv, &[&sale.activity]);
     configure(&mut config);
     let writer = Writer::start(&config).await.unwrap();
