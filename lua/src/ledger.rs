@@ -143,6 +143,16 @@ pub enum SetStatusOutcome {
     NotAllowed(Option<OrderStatus>),
 }
 
+/// What mirroring one status change of a batch came to (see `mirror.lua`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MirrorCounts {
+    pub changed: u64,
+    pub already: u64,
+    pub unknown: u64,
+    /// Orders in neither the source nor the target status: left as they are.
+    pub not_allowed: u64,
+}
+
 /// Live counters of one activity, read atomically.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counters {
@@ -778,6 +788,38 @@ impl Ledger {
                 serde_json::from_value(serde_json::Value::String(current)).ok(),
             ),
             other => return Err(contract(script, format!("unknown code {other}"))),
+        })
+    }
+
+    /// Mirrors `from → to` for many orders of one activity in one call (the writer, after a
+    /// batch committed); each order moves only if it is in `from`.
+    pub async fn mirror(
+        &self,
+        keys: &ActivityKeys,
+        order_ids: &[OrderId],
+        to: OrderStatus,
+        from: OrderStatus,
+    ) -> Result<MirrorCounts, LedgerError> {
+        if order_ids.is_empty() {
+            return Ok(MirrorCounts::default());
+        }
+        let script = &SCRIPTS.mirror;
+        let mut args = Vec::with_capacity(order_ids.len() + 2);
+        args.push(to.as_str().to_owned());
+        args.push(from.as_str().to_owned());
+        args.extend(order_ids.iter().map(|id| id.0.to_string()));
+        let counts: Vec<u64> = self.eval(script, &[keys.orders.as_str()], args).await?;
+        let [changed, already, unknown, not_allowed] = counts[..] else {
+            return Err(contract(
+                script,
+                format!("expected 4 counts, got {counts:?}"),
+            ));
+        };
+        Ok(MirrorCounts {
+            changed,
+            already,
+            unknown,
+            not_allowed,
         })
     }
 

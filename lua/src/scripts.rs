@@ -30,10 +30,11 @@ pub struct Scripts {
     pub lease: Script,
     pub claim: Script,
     pub set_status: Script,
+    pub mirror: Script,
 }
 
 impl Scripts {
-    pub fn all(&self) -> [&Script; 10] {
+    pub fn all(&self) -> [&Script; 11] {
         [
             &self.deduct,
             &self.release,
@@ -45,6 +46,7 @@ impl Scripts {
             &self.lease,
             &self.claim,
             &self.set_status,
+            &self.mirror,
         ]
     }
 }
@@ -75,4 +77,5 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     lease: script!("lease"),
     claim: script!("claim"),
     set_status: script!("set_status"),
+    mirror: script!("mirror"),
 });

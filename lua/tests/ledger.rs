@@ -536,6 +536,67 @@ async fn outbox_claim_publish_and_status_mirror() {
     assert_balanced(&ledger, &keys).await;
 }
 
+#[tokio::test]
+async fn a_batch_mirror_moves_each_order_once_and_never_backwards() {
+    use seckill_ledger::ledger::MirrorCounts;
+    use seckill_ledger::OrderId;
+
+    let ledger = ledger().await;
+    let ids = leased_ids(&ledger).await;
+    let keys = open_activity(&ledger, "mirror", 5, 1).await;
+    let mut won = Vec::new();
+    for u in ["m1", "m2", "m3"] {
+        let DeductOutcome::Won { record, .. } = ledger
+            .deduct(&keys, attempt(&user(u), 1), &ids)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        won.push(record.order_id);
+    }
+    let ghost = OrderId(42);
+    let batch = [won[0], won[1], ghost];
+    use OrderStatus::*;
+    let counts = |changed, already, unknown, not_allowed| MirrorCounts {
+        changed,
+        already,
+        unknown,
+        not_allowed,
+    };
+    assert_eq!(
+        ledger
+            .mirror(&keys, &batch, PendingPayment, Queued)
+            .await
+            .unwrap(),
+        counts(2, 0, 1, 0)
+    );
+    // Redelivered: nothing changes twice.
+    assert_eq!(
+        ledger
+            .mirror(&keys, &batch, PendingPayment, Queued)
+            .await
+            .unwrap(),
+        counts(0, 2, 1, 0)
+    );
+    // Never backwards: the mirrored orders are not in the source status any more.
+    assert_eq!(
+        ledger.mirror(&keys, &won, Queued, Paid).await.unwrap(),
+        counts(0, 1, 0, 2)
+    );
+    for (order, status) in [
+        (won[0], PendingPayment),
+        (won[1], PendingPayment),
+        (won[2], Queued),
+    ] {
+        assert_eq!(
+            ledger.order_in(&keys, order).await.unwrap().unwrap().status,
+            status
+        );
+    }
+    assert_balanced(&ledger, &keys).await;
+}
+
 /// On a private Redis: on the shared one, any other test's start-up (SCRIPT LOAD) can land
 /// between our SCRIPT FLUSH and our deduct.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

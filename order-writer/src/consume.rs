@@ -30,9 +30,12 @@ pub enum ConsumeError {
     /// The transactional `ORDER_CREATED` message (and so the insert) did not commit.
     #[error("persisting the batch: {0}")]
     Persist(#[from] MqError),
-    /// The rows committed but an order's status could not be mirrored into the ledger.
-    #[error("mirroring order {order} into the ledger: {source}")]
-    Mirror { order: OrderId, source: LedgerError },
+    /// The rows committed but the batch's status could not be mirrored into the ledger.
+    #[error("mirroring the batch's orders of activity {activity} into the ledger: {source}")]
+    Mirror {
+        activity: String,
+        source: LedgerError,
+    },
 }
 
 /// The activities a writer group handles (empty: all). Every message about an order carries its
@@ -65,7 +68,8 @@ pub struct OrderListener {
     pub stopping: Arc<AtomicBool>,
 }
 
-/// Persist, then mirror `pending_payment` into the ledger.
+/// Persist, then mirror `pending_payment` into the ledger: one script call per activity of
+/// the batch.
 pub async fn persist_and_mirror(
     persister: &Persister,
     ledger: &Ledger,
@@ -73,31 +77,23 @@ pub async fn persist_and_mirror(
 ) -> Result<(), ConsumeError> {
     let started = std::time::Instant::now();
     let count = orders.len();
-    let refs: Vec<(String, OrderId)> = orders
-        .iter()
-        .map(|o| (o.activity_id.clone(), o.order_id))
-        .collect();
-    persister.persist(orders).await?;
-    let mut keys: HashMap<String, ActivityKeys> = HashMap::new();
-    for (activity, _) in &refs {
-        if let (false, Ok(id)) = (keys.contains_key(activity), ActivityId::parse(activity)) {
-            keys.insert(activity.clone(), ActivityKeys::new(&id));
-        }
+    let mut by_activity: HashMap<String, Vec<OrderId>> = HashMap::new();
+    for order in &orders {
+        by_activity
+            .entry(order.activity_id.clone())
+            .or_default()
+            .push(order.order_id);
     }
-    // Concurrent, so the multiplexed Redis connection pipelines the whole batch.
-    let mirrors = refs.iter().filter_map(|(activity, order_id)| {
-        let keys = keys.get(activity)?;
+    persister.persist(orders).await?;
+    // Concurrent, so the multiplexed Redis connection pipelines them.
+    let mirrors = by_activity.iter().filter_map(|(activity, ids)| {
+        let keys = ActivityKeys::new(&ActivityId::parse(activity).ok()?);
         Some(async move {
             ledger
-                .set_status(
-                    keys,
-                    *order_id,
-                    OrderStatus::PendingPayment,
-                    &[OrderStatus::Queued],
-                )
+                .mirror(&keys, ids, OrderStatus::PendingPayment, OrderStatus::Queued)
                 .await
                 .map_err(|source| ConsumeError::Mirror {
-                    order: *order_id,
+                    activity: activity.clone(),
                     source,
                 })
         })
