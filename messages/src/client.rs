@@ -132,7 +132,7 @@ pub struct ConsumerOptions {
     /// `None`: from the first message the broker holds; `Some(ms)`: from this Unix time (a new
     /// group only; a group that consumed before resumes where it stopped).
     pub start_at_ms: Option<i64>,
-    /// Messages handed to one listener call.
+    /// Messages handed to one listener call (also the pull size, so a pull can fill a call).
     pub batch: u32,
     /// How long shutdown waits for listener calls in flight.
     pub shutdown_wait: Duration,
@@ -151,6 +151,9 @@ pub fn consumer(runtime: &MqRuntime, options: &ConsumerOptions) -> DefaultMQPush
         .consumer_group(options.group.clone())
         .name_server_addr(options.namesrv.clone())
         .consume_message_batch_max_size(options.batch)
+        // The client's default pull brings 32 messages: a bigger listener batch needs bigger
+        // pulls to ever fill.
+        .pull_batch_size(options.batch.max(32))
         .consume_thread_min(CONSUME_THREADS)
         .consume_thread_max(CONSUME_THREADS)
         .await_termination_millis_when_shutdown(options.shutdown_wait.as_millis() as u64)
