@@ -23,7 +23,8 @@ pub enum Refusal {
     },
     /// The in-flight cap is reached (load shedding).
     Overloaded,
-    /// A dependency (Redis) is unreachable or timed out: retrying later may work.
+    /// A dependency is unreachable or timed out (Redis; or the broker, for payments, cancels and
+    /// wins with `SECKILL_CONFIRM=broker`): retrying later may work.
     Unavailable,
     /// A bug or corrupt data; details are in the log, not in the answer.
     Internal,
@@ -95,7 +96,9 @@ impl Refusal {
                 "too many attempts; retry after the indicated time".into()
             }
             Refusal::Overloaded => "the gateway is at capacity; retry shortly".into(),
-            Refusal::Unavailable => "the stock ledger is unreachable; retry shortly".into(),
+            Refusal::Unavailable => {
+                "the stock ledger or the order queue did not answer in time; retry shortly".into()
+            }
             Refusal::Internal => "internal error".into(),
             Refusal::RouteNotFound => "no such endpoint".into(),
             Refusal::MethodNotAllowed => "method not allowed on this endpoint".into(),
