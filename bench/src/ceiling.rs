@@ -38,7 +38,12 @@ pub async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
         opts.connections.to_string(),
         requests.to_string(),
     );
-    let deduct_keys = keys.deduct_keys();
+    let mut deduct_keys: Vec<String> = keys.deduct_keys().map(String::from).to_vec();
+    // The order-id index key of a random order id (redis-benchmark draws each placeholder anew).
+    deduct_keys.push(format!(
+        "{}__rand_int__",
+        seckill_ledger::keys::ORDER_INDEX_PREFIX
+    ));
     let key_count = deduct_keys.len().to_string();
     let mut args: Vec<String> = [
         "-h",
@@ -58,13 +63,13 @@ pub async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
     ]
     .map(String::from)
     .to_vec();
-    args.extend(deduct_keys.map(String::from));
+    args.extend(deduct_keys);
     // ARGV: a new random user and a new random order id on every call.
     args.extend(["u__rand_int__", "1", "__rand_int__", "bench", "ceiling"].map(String::from));
     let stdout = run_tool("redis-benchmark", &args).await?;
     let mut bench = parse_redis_benchmark(&stdout)?;
     bench.command = format!(
-        "redis-benchmark -c{} -n{requests} -r 1e9 EVALSHA <deduct> 7 <keys> u__rand_int__ 1 __rand_int__ bench ceiling",
+        "redis-benchmark -c{} -n{requests} -r 1e9 EVALSHA <deduct> 8 <keys> u__rand_int__ 1 __rand_int__ bench ceiling",
         opts.connections
     );
     // Every call must have been a win: otherwise the figure is not the hot path's.

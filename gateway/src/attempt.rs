@@ -4,9 +4,9 @@
 //! 1. [`parse`]: activity id, bearer token, body → [`ParsedAttempt`], or 400/401/404.
 //! 2. Local filters, no I/O: cached window and sold-out flag, rate buckets, in-flight permit.
 //!    Returning early here is what keeps a crowd off Redis.
-//! 3. Deduct: one EVALSHA of `deduct.lua`.
-//! 4. Record and enqueue: index the new order by id (so `GET /v1/orders/{id}` finds it) and
-//!    queue it to RocketMQ ([`crate::publish`]). With `SECKILL_CONFIRM=ledger` (the default)
+//! 3. Deduct: one EVALSHA of `deduct.lua`, which also makes a won order findable by its id
+//!    (so `GET /v1/orders/{id}` finds it).
+//! 4. Enqueue: queue the won order to RocketMQ ([`crate::publish`]). With `SECKILL_CONFIRM=ledger` (the default)
 //!    the answer is 202 at once: the deduct committed the order to the ledger and its outbox,
 //!    and the relay republishes whatever the broker does not confirm. With
 //!    `SECKILL_CONFIRM=broker` the 202 waits for the broker's confirmation; if it does not come
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use seckill_ledger::ledger::{Attempt, DeductOutcome};
-use seckill_ledger::{ActivityId, LedgerError, OrderId, UserId};
+use seckill_ledger::{ActivityId, LedgerError, UserId};
 use seckill_service::{now_ms, now_unix};
 use serde::Deserialize;
 
@@ -139,8 +139,8 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
         None => {}
     }
     app.limits.check_rate(&attempt.user)?;
-    // Held until the attempt is decided: the deduct, the index write and, for a winner, the
-    // wait for the broker.
+    // Held until the attempt is decided: the deduct and, for a winner with
+    // `SECKILL_CONFIRM=broker`, the wait for the broker.
     let _permit = app.limits.admit()?;
 
     let activity = match cached {
@@ -179,28 +179,21 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
             if stock_left <= 0 {
                 sold_out(app, &activity.keys.id);
             }
-            // Phase 4. The order is already safe in the ledger (and its outbox, from which the
-            // relay republishes whatever the broker never confirms); the index makes it
-            // findable by id, the publish hands it to the writer.
+            // Phase 4. The order is already safe in the ledger, findable by its id, and in its
+            // outbox, from which the relay republishes whatever the broker never confirms; the
+            // publish hands it to the writer.
             let order_id = record.order_id;
-            app.metrics.redis_call();
             let confirmed = match app.config.confirm {
                 Confirm::Ledger => {
-                    let indexed = app.ledger.index_order(order_id, &activity.keys.id).await;
-                    log_index_failure(indexed, order_id, &activity.keys.id);
                     if !app.publisher.publish_behind(*record) {
                         app.metrics.publish_deferred();
                     }
                     true
                 }
                 Confirm::Broker => {
-                    let (indexed, confirmed) = tokio::join!(
-                        app.ledger.index_order(order_id, &activity.keys.id),
-                        app.publisher
-                            .publish(*record, app.config.timing.publish_wait),
-                    );
-                    log_index_failure(indexed, order_id, &activity.keys.id);
-                    confirmed
+                    app.publisher
+                        .publish(*record, app.config.timing.publish_wait)
+                        .await
                 }
             };
             if !confirmed {
@@ -231,12 +224,6 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
         DeductOutcome::Ended => Refusal::Ended.into(),
         DeductOutcome::NotFound => Refusal::ActivityNotFound.into(),
     })
-}
-
-fn log_index_failure(indexed: Result<(), LedgerError>, order: OrderId, activity: &ActivityId) {
-    if let Err(e) = indexed {
-        tracing::error!(order = order.0, %activity, error = %e, "order index write failed");
-    }
 }
 
 /// Raises the local flag and, on the first sighting, tells the other instances.

@@ -1,7 +1,7 @@
 -- deduct.lua: one buyer's attempt on one activity (the hot path).
 --
 -- Atomically: sale-window check, per-user limit check, stock check, decrement,
--- record the buyer, record the order and put it in the outbox.
+-- record the buyer, record the order, put it in the outbox and make it findable by its id.
 -- Time comes from Redis (TIME), so every gateway instance judges the window alike.
 --
 -- KEYS[1] sk:{A}:meta        hash: starts_at, ends_at (unix ms), per_user_limit, price_cents, closed
@@ -11,6 +11,8 @@
 -- KEYS[5] sk:{A}:user_order  hash user -> latest order id
 -- KEYS[6] sk:{A}:orders      hash order id -> order record (JSON)
 -- KEYS[7] sk:{A}:outbox      zset order id -> created_at ms (not yet confirmed published)
+-- KEYS[8] sk:order:<ARGV[3]> string: the order's activity id, written on a win (the order-id
+--                             index; a key outside the activity's slot: single node only)
 -- ARGV[1] user id
 -- ARGV[2] quantity (>= 1)
 -- ARGV[3] order id (decimal string, unique across gateway instances)
@@ -80,4 +82,5 @@ local record = cjson.encode({
 })
 redis.call('HSET', KEYS[6], ARGV[3], record)
 redis.call('ZADD', KEYS[7], now, ARGV[3])
+redis.call('SET', KEYS[8], ARGV[5])
 return {0, ARGV[3], stock, 'queued', record}

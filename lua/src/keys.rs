@@ -11,9 +11,12 @@ pub const ACTIVITIES: &str = "sk:activities";
 /// Pub/sub channel on which ledger events travel between processes.
 pub const EVENTS_CHANNEL: &str = "sk:events";
 
+/// Start of every order-id index key (`sk:order:<order id>`).
+pub const ORDER_INDEX_PREFIX: &str = "sk:order:";
+
 /// Key of the order-id → activity index, so `GET /v1/orders/{id}` finds the activity.
 pub fn order_index(order_id: u64) -> String {
-    format!("sk:order:{order_id}")
+    format!("{ORDER_INDEX_PREFIX}{order_id}")
 }
 
 /// Key of id-generator worker lease `n`.
@@ -131,7 +134,8 @@ impl ActivityKeys {
         }
     }
 
-    /// The KEYS of `deduct.lua`, in its order.
+    /// The KEYS of `deduct.lua`, in its order, but the last: the order-id index key of the
+    /// attempt's order id ([`order_index`]).
     pub fn deduct_keys(&self) -> [&str; 7] {
         [
             &self.meta,

@@ -310,7 +310,8 @@ impl Ledger {
         }
     }
 
-    /// One attempt: window, limit and stock checks, decrement, buyer, order and outbox — atomically.
+    /// One attempt: window, limit and stock checks, decrement, buyer, order, outbox and the
+    /// order-id index — atomically, so a won order is always findable by its id.
     pub async fn deduct(
         &self,
         keys: &ActivityKeys,
@@ -318,10 +319,13 @@ impl Ledger {
         ids: &IdGenerator,
     ) -> Result<DeductOutcome, LedgerError> {
         let script = &SCRIPTS.deduct;
-        let key_list = keys.deduct_keys();
+        let activity_keys = keys.deduct_keys();
         // An id collision is refused by the script without writing; a fresh id fixes it.
         for _ in 0..3 {
             let order_id = ids.next_id();
+            let index = keys::order_index(order_id.0);
+            let mut key_list = activity_keys.to_vec();
+            key_list.push(&index);
             let (code, returned, stock_left, status, record): (i64, String, i64, String, String) =
                 self.eval(
                     script,
@@ -635,18 +639,6 @@ impl Ledger {
             .iter()
             .filter_map(|id| ActivityId::parse(id).ok())
             .collect())
-    }
-
-    /// Records which activity an order belongs to, so it can be found by id alone.
-    pub async fn index_order(
-        &self,
-        order_id: OrderId,
-        activity: &ActivityId,
-    ) -> Result<(), LedgerError> {
-        self.connection()
-            .set::<_, _, ()>(keys::order_index(order_id.0), activity.as_str())
-            .await?;
-        Ok(())
     }
 
     /// Looks an order up by id alone.

@@ -77,7 +77,7 @@ async fn assert_balanced(ledger: &Ledger, keys: &ActivityKeys) {
 }
 
 #[tokio::test]
-async fn deduct_wins_records_the_order_and_its_outbox_entry() {
+async fn deduct_wins_records_the_order_its_outbox_entry_and_its_index() {
     let ledger = ledger().await;
     let keys = open_activity(&ledger, "win", 3, 1).await;
     let ids = leased_ids(&ledger).await;
@@ -102,6 +102,8 @@ async fn deduct_wins_records_the_order_and_its_outbox_entry() {
     assert_eq!(order.amount_cents, 1999);
     assert_eq!(order.status, OrderStatus::Queued);
     assert_eq!(order.activity_id, keys.id.as_str());
+    // Findable by its id alone, by the same script call: no later write can be missed.
+    assert_eq!(ledger.order(order_id).await.unwrap(), Some(order));
     let audit = ledger.audit(&keys).await.unwrap().unwrap();
     assert_eq!(
         (audit.stock, audit.reserved, audit.outbox, audit.orders),

@@ -440,10 +440,6 @@ async fn overdue_orders(
         .await
         .unwrap();
     for order in &orders {
-        // What the gateway does after a win: make the order findable by id.
-        ledger.index_order(order.order_id, activity).await.unwrap();
-    }
-    for order in &orders {
         ledger
             .set_status(
                 &keys,
