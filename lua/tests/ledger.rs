@@ -433,19 +433,8 @@ async fn outbox_claim_publish_and_status_mirror() {
     use std::time::Duration;
 
     let ledger = ledger().await;
-    let ids = leased_ids(&ledger).await;
     let keys = open_activity(&ledger, "outbox", 5, 1).await;
-    let mut won = Vec::new();
-    for u in ["o1", "o2", "o3"] {
-        let DeductOutcome::Won { record, .. } = ledger
-            .deduct(&keys, attempt(&user(u), 1), &ids)
-            .await
-            .unwrap()
-        else {
-            panic!()
-        };
-        won.push(record.order_id);
-    }
+    let won = win_each(&ledger, &keys, &["o1", "o2", "o3"]).await;
     // Nothing is old enough yet.
     assert!(ledger
         .claim_outbox(&keys, Duration::from_secs(60), 10)
@@ -544,19 +533,8 @@ async fn a_batch_mirror_moves_each_order_once_and_never_backwards() {
     use seckill_ledger::OrderId;
 
     let ledger = ledger().await;
-    let ids = leased_ids(&ledger).await;
     let keys = open_activity(&ledger, "mirror", 5, 1).await;
-    let mut won = Vec::new();
-    for u in ["m1", "m2", "m3"] {
-        let DeductOutcome::Won { record, .. } = ledger
-            .deduct(&keys, attempt(&user(u), 1), &ids)
-            .await
-            .unwrap()
-        else {
-            panic!()
-        };
-        won.push(record.order_id);
-    }
+    let won = win_each(&ledger, &keys, &["m1", "m2", "m3"]).await;
     let ghost = OrderId(42);
     let batch = [won[0], won[1], ghost];
     use OrderStatus::*;
@@ -628,6 +606,27 @@ async fn noscript_after_script_flush_reloads_and_retries_once() {
         DeductOutcome::Won { .. }
     ));
     assert_eq!(ledger.script_reloads(), before + 1, "loaded again for good");
+}
+
+/// One unit won by each of `users`, in order; their order ids.
+async fn win_each(
+    ledger: &Ledger,
+    keys: &ActivityKeys,
+    users: &[&str],
+) -> Vec<seckill_ledger::OrderId> {
+    let ids = leased_ids(ledger).await;
+    let mut won = Vec::new();
+    for u in users {
+        let DeductOutcome::Won { record, .. } = ledger
+            .deduct(keys, attempt(&user(u), 1), &ids)
+            .await
+            .unwrap()
+        else {
+            panic!("{u} did not win")
+        };
+        won.push(record.order_id);
+    }
+    won
 }
 
 /// The outbox of an activity: order id → score (ms when last (re)queued).
