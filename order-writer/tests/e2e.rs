@@ -15,7 +15,6 @@ use seckill_ledger::{ActivityKeys, OrderStatus};
 use seckill_messages::{MqRuntime, OrderEvent, ORDER_CREATED};
 use seckill_order_writer::consume::persist_and_mirror;
 use seckill_order_writer::persist::{LocalTransaction, Persister};
-use seckill_store::Store;
 
 /// Verify passes now (nothing left to settle).
 #[track_caller]
@@ -102,12 +101,13 @@ async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_reads_the_database() {
-    let mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let store = Store::connect(&database, 4).await.unwrap();
-    store.migrate().await.unwrap();
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "dup", 10, 1).await;
+    let Stack {
+        mq,
+        database,
+        store,
+        ledger,
+        activity,
+    } = Stack::start("dup", 10, 1).await;
     let keys = ActivityKeys::new(&activity);
     let ids = leased_ids(&ledger).await;
     let mut orders = Vec::new();
@@ -174,17 +174,19 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_once() {
-    let mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "kill", 400, 1).await;
+    let Stack {
+        mq,
+        database,
+        store,
+        ledger: _,
+        activity,
+    } = Stack::start("kill", 400, 1).await;
     // The same settings (group, start time) for the writer and its restart.
     let settings = writer_settings(&database, &mq.namesrv, &[&activity]);
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let writer = WriterProcess::spawn(&settings);
     let gw =
         GatewayProcess::start(&redis_url(), &[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
-    let store = Store::connect(&database, 2).await.unwrap();
 
     // A stream of orders: waves of buyers while the writer works.
     let mut won = Vec::new();
@@ -354,10 +356,13 @@ async fn broker_stopped_while_answering_at_the_ledger_then_restarted_loses_nothi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconcile_republishes_what_the_database_lacks() {
-    let mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "reconcile", 10, 1).await;
+    let Stack {
+        mq,
+        database,
+        store,
+        ledger,
+        activity,
+    } = Stack::start("reconcile", 10, 1).await;
     let keys = ActivityKeys::new(&activity);
     let ids = leased_ids(&ledger).await;
     // Orders won in the ledger but never published (a gateway that died right after the deduct).
@@ -378,7 +383,6 @@ async fn reconcile_republishes_what_the_database_lacks() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("4 missing from the database, 4 republished")
     );
-    let store = Store::connect(&database, 2).await.unwrap();
     assert_eq!(wait_for_rows(&store, activity.as_str(), 4, DRAIN).await, 4);
     // The orders stay in the outbox (nobody confirmed their original publish): verify reports
     // them but they are persisted, once their status is mirrored.

@@ -465,13 +465,14 @@ async fn wait_overdue(store: &Store, orders: &[OrderId]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sweep_cancels_orders_whose_timeout_was_lost() {
-    // A broker of this test's own: no other test's traffic, no history to replay.
-    let mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let store = Store::connect(&database, 4).await.unwrap();
-    store.migrate().await.unwrap();
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "sweep", 5, 1).await;
+    // A stack of this test's own: no other test's traffic, no history to replay.
+    let Stack {
+        mq,
+        database,
+        store,
+        ledger,
+        activity,
+    } = Stack::start("sweep", 5, 1).await;
     let lost = overdue_orders(&ledger, &store, &activity, 3).await;
     // A writer whose window (1 s) is over for these orders and that sweeps every second.
     wait_overdue(&store, &lost).await;
@@ -503,13 +504,14 @@ async fn the_sweep_cancels_orders_whose_timeout_was_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_writers_sweeping_at_once_cancel_each_order_once() {
-    // A broker of this test's own: no other test's traffic, no history to replay.
-    let mq = PrivateRocketMq::start().await;
-    let database = fresh_database().await;
-    let store = Store::connect(&database, 8).await.unwrap();
-    store.migrate().await.unwrap();
-    let ledger = ledger_at(&redis_url()).await;
-    let activity = open(&ledger, "sweep2", 40, 1).await;
+    // A stack of this test's own: no other test's traffic, no history to replay.
+    let Stack {
+        mq,
+        database,
+        store,
+        ledger,
+        activity,
+    } = Stack::start("sweep2", 40, 1).await;
     let lost = overdue_orders(&ledger, &store, &activity, 30).await;
     wait_overdue(&store, &lost).await;
 

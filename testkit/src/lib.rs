@@ -10,7 +10,8 @@
 //! - `postgres`: a fresh database per test ([`fresh_database`]).
 //! - `client`: a small HTTP client for the gateway's API ([`Http`], [`Reply`]).
 //! - `process`: the binaries as child processes ([`GatewayProcess`], [`WriterProcess`]).
-//! - `sale`: a whole sale on a private stack ([`Sale`]), and a crowd of buyers ([`crowd`]).
+//! - `sale`: a private stack ([`Stack`]), a whole sale on one ([`Sale`]), and a crowd of buyers
+//!   ([`crowd`]).
 //! - [`eventually`], [`eventually_async`]: waiting on a condition, never on a sleep.
 
 #![allow(clippy::unwrap_used)]
@@ -39,7 +40,7 @@ pub use crate::postgres::{fresh_database, wait_for_rows, PG_BASE};
 pub use crate::process::{GatewayProcess, WriterProcess};
 pub use crate::redis::{buy, create, leased_ids, ledger_at, open, redis_url, PrivateRedis};
 pub use crate::rocketmq::PrivateRocketMq;
-pub use crate::sale::{crowd, writer_settings, Sale};
+pub use crate::sale::{crowd, writer_settings, Sale, Stack};
 
 /// The user-token secret every test gateway and `seckillctl` run uses.
 pub const SECRET: &str = "integration-test-secret-0123456789";

@@ -34,18 +34,16 @@ impl Sale {
         limit: u32,
         gateway_settings: &[(&str, &str)],
     ) -> Self {
-        let mq = PrivateRocketMq::start().await;
-        let database = crate::fresh_database().await;
-        let redis = crate::redis_url();
-        let ledger = crate::ledger_at(&redis).await;
-        let activity = crate::open(&ledger, name, stock, limit).await;
+        let Stack {
+            mq,
+            database,
+            store,
+            ledger,
+            activity,
+        } = Stack::start(name, stock, limit).await;
         let mut settings = vec![("SECKILL_ROCKETMQ_NAMESRV", mq.namesrv.as_str())];
         settings.extend_from_slice(gateway_settings);
-        let gw = GatewayProcess::start(&redis, &settings).await;
-        let store = Store::connect(&database, 2).await.unwrap();
-        // The schema exists before any writer starts (a writer's own migration is then a no-op),
-        // so a test can read the tables at once, whether its writer runs in-process or not.
-        store.migrate().await.unwrap();
+        let gw = GatewayProcess::start(&crate::redis_url(), &settings).await;
         Sale {
             mq,
             database,
@@ -61,6 +59,36 @@ impl Sale {
     /// orders).
     pub fn writer_settings(&self) -> Vec<(&'static str, String)> {
         writer_settings(&self.database, &self.mq.namesrv, &[&self.activity])
+    }
+}
+
+/// A stack of a test's own without a gateway: a private broker, a fresh database with the
+/// schema in place (so a test can read the tables at once, whether its writer runs in-process or
+/// not; a writer's own migration is then a no-op), and an open activity on the shared Redis.
+pub struct Stack {
+    pub mq: PrivateRocketMq,
+    pub database: String,
+    pub store: Store,
+    pub ledger: Ledger,
+    pub activity: ActivityId,
+}
+
+impl Stack {
+    /// `stock` units of a fresh activity, at most `limit` per buyer, open for an hour.
+    pub async fn start(name: &str, stock: i64, limit: u32) -> Self {
+        let mq = PrivateRocketMq::start().await;
+        let database = crate::fresh_database().await;
+        let store = Store::connect(&database, 8).await.unwrap();
+        store.migrate().await.unwrap();
+        let ledger = crate::ledger_at(&crate::redis_url()).await;
+        let activity = crate::open(&ledger, name, stock, limit).await;
+        Stack {
+            mq,
+            database,
+            store,
+            ledger,
+            activity,
+        }
     }
 }
 
