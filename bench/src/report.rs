@@ -46,8 +46,25 @@ pub struct Persistence {
     pub win_to_row_p99_ms: Option<f64>,
     /// Rows over the time between the first and the last insert.
     pub writer_orders_per_s: Option<f64>,
-    /// From the end of the load to the last row (or to giving up).
+    /// From the end of the load to the last row (or to giving up); `drain`: from the writer's
+    /// start to the last order done.
     pub drain_s: f64,
+    /// `drain` only.
+    pub drain: Option<Drain>,
+}
+
+/// The `drain` scenario: the writer started with every order already in the topic.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Drain {
+    /// From the writer's start to its first row (process start, consumer group rebalance).
+    pub first_row_s: f64,
+    /// From the writer's start to the last row (the bench then checks that every status was
+    /// mirrored into the ledger; the writer sends a batch's timer and mirror before the next).
+    pub done_s: f64,
+    /// Orders over (last row − first row).
+    pub orders_per_s: f64,
+    /// Cores used from the writer's start to done, by process group.
+    pub cpu_cores: BTreeMap<String, f64>,
 }
 
 /// One second of load, as the gateway's metrics saw it.
@@ -122,6 +139,21 @@ pub fn thousands(value: f64) -> String {
         out.push(c);
     }
     out
+}
+
+/// `| name | units/s | µs of core time per unit for each component | total |`.
+fn per_unit_row(name: &str, per_s: f64, cores: &BTreeMap<String, f64>) -> String {
+    let us = |c: f64| format!("{:.0}", c / per_s.max(1e-9) * 1e6);
+    let parts: Vec<String> = ["gateway", "redis", "rocketmq", "writer", "postgresql", "other"]
+        .iter()
+        .map(|group| us(cores.get(*group).copied().unwrap_or(0.0)))
+        .collect();
+    format!(
+        "| {name} | {} | {} | {} |",
+        thousands(per_s),
+        parts.join(" | "),
+        us(cores.values().sum())
+    )
 }
 
 fn percentiles(p: &Percentiles) -> String {
@@ -229,6 +261,58 @@ impl Report {
                 core("other"),
                 (self.machine.cores as f64 - busy).max(0.0)
             );
+        }
+        // Core time per win: what a win costs each component (scenarios where most attempts win).
+        let winning: Vec<&ScenarioReport> = self
+            .scenarios
+            .iter()
+            .filter(|s| s.wrk.status(202) * 2 > s.wrk.requests && s.wrk.seconds > 0.0)
+            .collect();
+        if !winning.is_empty() {
+            md.push_str(
+                "\nCore time per win during the wrk run (µs of CPU per 202 answered; the load \
+                 generator is in \"other\"):\n\n\
+                 | scenario | wins/s | gateway | redis | rocketmq | writer | postgresql | other | total |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            );
+            for s in winning {
+                let per_s = s.wrk.status(202) as f64 / s.wrk.seconds;
+                let _ = writeln!(md, "{}", per_unit_row(&s.name, per_s, &s.cpu_cores));
+            }
+        }
+        let drains: Vec<(&ScenarioReport, &Drain)> = self
+            .scenarios
+            .iter()
+            .filter_map(|s| s.persistence.drain.as_ref().map(|d| (s, d)))
+            .collect();
+        if !drains.is_empty() {
+            md.push_str(
+                "\nThe writer draining a full topic (started with every order waiting; done = every \
+                 row and item; every timer and ledger mirror checked done after):\n\n\
+                 | scenario | orders | first row after start | last row after start | orders/s (first row → last) |\n\
+                 |---|---:|---:|---:|---:|\n",
+            );
+            for (s, d) in &drains {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.1} s | {:.1} s | {} |",
+                    s.name,
+                    thousands(s.persistence.rows as f64),
+                    d.first_row_s,
+                    d.done_s,
+                    thousands(d.orders_per_s)
+                );
+            }
+            md.push_str(
+                "\nCore time per order while draining (µs of CPU per order):\n\n\
+                 | scenario | orders/s | gateway | redis | rocketmq | writer | postgresql | other | total |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            );
+            for (s, d) in &drains {
+                // Over the whole window from the writer's start to the end of polling.
+                let per_s = s.persistence.rows as f64 / s.persistence.drain_s.max(1e-3);
+                let _ = writeln!(md, "{}", per_unit_row(&s.name, per_s, &d.cpu_cores));
+            }
         }
         if self.scenarios.iter().any(|s| s.oha.is_some()) {
             md.push_str(

@@ -24,7 +24,7 @@ use crate::checks::{check_sale, Check, Sources, Told};
 use crate::cpu::{busy_share, CpuTimes};
 use crate::machine::machine;
 use crate::report::{
-    thousands, Ceilings, OutcomeLatency, Persistence, Report, Sample, ScenarioReport,
+    thousands, Ceilings, Drain, OutcomeLatency, Persistence, Report, Sample, ScenarioReport,
 };
 use crate::scrape::{http_get, scrape, Scrape};
 use crate::tools::{Oha, Wrk};
@@ -39,9 +39,12 @@ pub enum Scenario {
     Soldout,
     /// The same few users again and again: the idempotent repeat path.
     Repeat,
+    /// 200,000 orders won with the writer stopped, then the writer started: how fast it drains.
+    Drain,
 }
 
 impl Scenario {
+    /// What `--scenario` defaults to (`drain` runs only when asked: it takes a minute more).
     pub const ALL: [Scenario; 4] = [
         Scenario::Soldout,
         Scenario::Repeat,
@@ -55,6 +58,7 @@ impl Scenario {
             Scenario::Hot => "hot",
             Scenario::Soldout => "soldout",
             Scenario::Repeat => "repeat",
+            Scenario::Drain => "drain",
         }
     }
 
@@ -64,6 +68,9 @@ impl Scenario {
             Scenario::Hot => "huge stock: every attempt goes through Redis and wins",
             Scenario::Soldout => "stock 0: answered from the local sold-out flag",
             Scenario::Repeat => "the same users again and again: their existing order",
+            Scenario::Drain => {
+                "every unit won with the writer stopped, then the writer started: its drain rate"
+            }
         }
     }
 
@@ -74,9 +81,13 @@ impl Scenario {
             Scenario::Hot => (200_000, 100_000_000, 1),
             Scenario::Soldout => (200_000, 0, 1),
             Scenario::Repeat => (1_000, 1_000_000, 1),
+            Scenario::Drain => (250_000, DRAIN_ORDERS, 1),
         }
     }
 }
+
+/// Orders waiting in the topic when the `drain` scenario starts the writer.
+const DRAIN_ORDERS: i64 = 200_000;
 
 pub struct Options {
     pub scenarios: Vec<Scenario>,
@@ -149,6 +160,54 @@ impl Service {
     }
 }
 
+/// The order writer, which the `drain` scenario stops and starts again (same consumer group,
+/// so it resumes where it stopped).
+struct WriterProcess {
+    program: PathBuf,
+    env: Vec<(&'static str, String)>,
+    work: PathBuf,
+    starts: u32,
+    running: Option<Service>,
+}
+
+impl WriterProcess {
+    fn start(&mut self) -> anyhow::Result<()> {
+        self.starts += 1;
+        let log = match self.starts {
+            1 => self.work.join("writer.log"),
+            n => self.work.join(format!("writer-{n}.log")),
+        };
+        self.running = Some(Service::spawn(
+            "seckill-order-writer",
+            &self.program,
+            &self.env,
+            log,
+        )?);
+        Ok(())
+    }
+
+    /// SIGTERM, then waits (at most 60 s) for its graceful exit: in-flight batches commit.
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut service) = self.running.take() else {
+            return Ok(());
+        };
+        let pid = service.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while service.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("the order writer did not stop within 60 s of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    fn alive(&mut self) -> anyhow::Result<()> {
+        self.running.as_mut().map_or(Ok(()), Service::alive)
+    }
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -210,12 +269,14 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             .join(","),
     ));
     writer_env.push(("SECKILL_WRITER_START_AT", rfc3339_now()));
-    let mut writer = Service::spawn(
-        "seckill-order-writer",
-        &opts.bin.join("seckill-order-writer"),
-        &writer_env,
-        opts.work.join("writer.log"),
-    )?;
+    let mut writer = WriterProcess {
+        program: opts.bin.join("seckill-order-writer"),
+        env: writer_env,
+        work: opts.work.clone(),
+        starts: 0,
+        running: None,
+    };
+    writer.start()?;
     let mut gateway_env = env.clone();
     gateway_env.extend([
         ("SECKILL_LISTEN", addr.clone()),
@@ -283,7 +344,15 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         gateway.alive()?;
         settle().await?;
         let report = run_scenario(
-            opts, &env, &addr, &ledger, &database, &ceilings, *scenario, id,
+            opts,
+            &env,
+            &addr,
+            &ledger,
+            &database,
+            &mut writer,
+            &ceilings,
+            *scenario,
+            id,
         )
         .await
         .with_context(|| format!("scenario {}", scenario.name()))?;
@@ -435,6 +504,7 @@ async fn run_scenario(
     addr: &str,
     ledger: &Ledger,
     database: &Store,
+    writer: &mut WriterProcess,
     ceilings: &Ceilings,
     scenario: Scenario,
     id: &ActivityId,
@@ -502,6 +572,18 @@ async fn run_scenario(
         thousands(users as f64)
     ));
 
+    let draining = scenario == Scenario::Drain;
+    if draining {
+        writer.stop().await?;
+        say("  writer stopped: the won orders wait in the topic");
+    }
+    // `drain` must sell every unit before the writer starts again.
+    let duration = if draining {
+        opts.duration.max(Duration::from_secs(10)) * 3
+    } else {
+        opts.duration
+    };
+
     let before = scrape(addr).await?;
     let (stop, stopped) = oneshot::channel();
     let sampler = tokio::spawn(sample(addr.to_owned(), name, before.clone(), stopped));
@@ -510,7 +592,7 @@ async fn run_scenario(
     let wrk = Wrk {
         threads: opts.threads,
         connections: opts.connections,
-        duration: opts.duration,
+        duration,
         script: &opts.wrk_scripts.join("attempt.lua"),
         url: &url,
         script_args: vec![tokens.display().to_string(), id.to_string()],
@@ -528,7 +610,7 @@ async fn run_scenario(
         wrk.latency_ms.p99,
         wrk.statuses
     ));
-    let oha = if opts.oha_duration.is_zero() {
+    let oha = if opts.oha_duration.is_zero() || draining {
         None
     } else {
         let oha = Oha {
@@ -552,7 +634,11 @@ async fn run_scenario(
     let window = settled_scrape(addr).await?.since(&before);
     let wins = window.count("won");
 
-    let persistence = drain(opts, ledger, database, id, wins, load_ended).await?;
+    let persistence = if draining {
+        drain_from_start(opts, ledger, database, writer, id, wins).await?
+    } else {
+        drain(opts, ledger, database, id, wins, load_ended).await?
+    };
     let told = Told {
         wins,
         demand_exceeded_stock: users * u64::from(limit) > stock as u64,
@@ -725,6 +811,7 @@ async fn drain(
         win_to_row_p99_ms: figures.p99_ms,
         writer_orders_per_s: figures.rows_per_s,
         drain_s,
+        drain: None,
     };
     say(&format!(
         "  persisted {} rows in {drain_s:.1} s after the load; win→row p50 {:?} ms, p99 {:?} ms",
@@ -733,4 +820,103 @@ async fn drain(
         persistence.win_to_row_p99_ms.map(f64::round)
     ));
     Ok(persistence)
+}
+
+/// `drain`: waits until every won order is in the topic (outbox empty), starts the writer, and
+/// times it until every order has its row and its `pending_payment` mirrored into the ledger
+/// (the writer sends an order's timer before it mirrors it, so that covers the timers too).
+async fn drain_from_start(
+    opts: &Options,
+    ledger: &Ledger,
+    database: &Store,
+    writer: &mut WriterProcess,
+    id: &ActivityId,
+    wins: u64,
+) -> anyhow::Result<Persistence> {
+    let keys = ActivityKeys::new(id);
+    let deadline = Instant::now() + opts.drain_timeout;
+    while ledger.audit(&keys).await?.map_or(0, |a| a.outbox) > 0 {
+        if Instant::now() > deadline {
+            bail!("the gateway did not publish every won order");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    settle().await?;
+    say(&format!(
+        "  {} orders wait in the topic; starting the writer",
+        thousands(wins as f64)
+    ));
+    let cpu_before = CpuTimes::now();
+    let started = Instant::now();
+    let started_unix = unix_seconds();
+    writer.start()?;
+    let mut last_said = Instant::now();
+    // Polled once a second, lightly: the figures come from the rows' own insert times.
+    loop {
+        writer.alive()?;
+        let rows = database.order_count(id.as_str()).await? as u64;
+        if rows >= wins && queued_in_ledger(ledger, &keys).await? == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the writer persisted {rows} of {wins} orders within {} s",
+                opts.drain_timeout.as_secs()
+            );
+        }
+        if last_said.elapsed() > Duration::from_secs(2) {
+            say(&format!(
+                "  draining: {} of {} rows",
+                thousands(rows as f64),
+                thousands(wins as f64)
+            ));
+            last_said = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let seen_done = started.elapsed().as_secs_f64();
+    let cores = CpuTimes::now().cores_since(&cpu_before);
+    let figures = database.win_to_row(id.as_str()).await?;
+    let since_start = |at: Option<f64>| at.map_or(seen_done, |t| (t - started_unix).max(0.0));
+    let first_row = since_start(figures.first_row_unix_s);
+    let done = since_start(figures.last_row_unix_s);
+    let drained = figures.rows as f64 / (done - first_row).max(1e-3);
+    say(&format!(
+        "  drained: first row {first_row:.1} s after the writer started, the last {:.1} s later \
+         (every status mirrored {seen_done:.1} s after the start, polled): {} orders/s",
+        done - first_row,
+        thousands(drained)
+    ));
+    Ok(Persistence {
+        rows: figures.rows,
+        win_to_row_p50_ms: None,
+        win_to_row_p99_ms: None,
+        writer_orders_per_s: figures.rows_per_s,
+        drain_s: seen_done,
+        drain: Some(Drain {
+            first_row_s: first_row,
+            done_s: done,
+            orders_per_s: drained,
+            cpu_cores: cores,
+        }),
+    })
+}
+
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Orders of the activity still `queued` in the ledger (not yet mirrored as persisted).
+async fn queued_in_ledger(ledger: &Ledger, keys: &ActivityKeys) -> anyhow::Result<usize> {
+    let records: Vec<Vec<u8>> = redis::cmd("HVALS")
+        .arg(&keys.orders)
+        .query_async(&mut ledger.connection())
+        .await?;
+    const QUEUED: &[u8] = br#""status":"queued""#;
+    Ok(records
+        .iter()
+        .filter(|r| r.windows(QUEUED.len()).any(|w| w == QUEUED))
+        .count())
 }

@@ -32,6 +32,23 @@ pub struct StoredOrder {
     pub items: i64,
 }
 
+/// The orders of a batch and one item each, skipping orders already there; returns the ids
+/// inserted now.
+const INSERT_ORDERS: &str = "
+    WITH inserted AS (
+        INSERT INTO orders (order_id, activity_id, user_id, quantity, amount_cents, channel,
+                            status, created_at, per_user_limit)
+        SELECT id, activity, usr, qty, amount, chan, $9, to_timestamp(created), lim
+        FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::int[], $5::bigint[],
+                    $6::text[], $7::float8[], $8::int[])
+             AS u(id, activity, usr, qty, amount, chan, created, lim)
+        ON CONFLICT DO NOTHING
+        RETURNING order_id, activity_id, quantity, amount_cents
+    )
+    INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)
+    SELECT order_id, activity_id, quantity, amount_cents / quantity FROM inserted
+    RETURNING order_id";
+
 impl Store {
     /// Inserts orders (and one item each) in ONE transaction, skipping those already there.
     /// Returns the ids inserted now.
@@ -54,38 +71,30 @@ impl Store {
             .map(|o| o.created_at as f64 / 1000.0)
             .collect();
         let limits: Vec<i32> = orders.iter().map(|o| o.per_user_limit as i32).collect();
-        let unit_prices: Vec<i64> = orders
-            .iter()
-            .map(|o| o.amount_cents / i64::from(o.quantity.max(1)))
-            .collect();
 
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let inserted = tx
+        // One statement, so one implicit transaction: the orders, then an item for each order
+        // this statement inserted (taken from its RETURNING, so no join with `orders` that the
+        // planner could turn into a scan of the whole table; an order that was already there
+        // got its item with it).
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(INSERT_ORDERS).await?;
+        let inserted = client
             .query(
-                "INSERT INTO orders (order_id, activity_id, user_id, quantity, amount_cents, channel,
-                                     status, created_at, per_user_limit)
-                 SELECT id, activity, usr, qty, amount, chan, $9, to_timestamp(created), lim
-                 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::int[], $5::bigint[],
-                             $6::text[], $7::float8[], $8::int[])
-                      AS u(id, activity, usr, qty, amount, chan, created, lim)
-                 ON CONFLICT DO NOTHING
-                 RETURNING order_id",
-                &[&ids, &activities, &users, &quantities, &amounts, &channels, &created, &limits, &status.as_str()],
+                &statement,
+                &[
+                    &ids,
+                    &activities,
+                    &users,
+                    &quantities,
+                    &amounts,
+                    &channels,
+                    &created,
+                    &limits,
+                    &status.as_str(),
+                ],
             )
             .await?;
         let inserted: Vec<i64> = inserted.iter().map(|row| row.get(0)).collect();
-        // Items only for the orders that exist (a conflicting duplicate was skipped above).
-        tx.execute(
-            "INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)
-             SELECT id, activity, qty, price
-             FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::bigint[]) AS u(id, activity, qty, price)
-             WHERE EXISTS (SELECT 1 FROM orders o WHERE o.order_id = u.id)
-             ON CONFLICT DO NOTHING",
-            &[&ids, &activities, &quantities, &unit_prices],
-        )
-        .await?;
-        tx.commit().await?;
         Ok(inserted.into_iter().map(|id| OrderId(id as u64)).collect())
     }
 

@@ -17,6 +17,9 @@ pub struct WinToRow {
     pub p99_ms: Option<f64>,
     /// Rows over the time between the first and the last insert (`None` below two rows).
     pub rows_per_s: Option<f64>,
+    /// When the first and the last row were inserted (Unix seconds, database clock).
+    pub first_row_unix_s: Option<f64>,
+    pub last_row_unix_s: Option<f64>,
 }
 
 /// One persisted order as `seckillctl order list` shows it.
@@ -78,7 +81,9 @@ impl Store {
                             WITHIN GROUP (ORDER BY persisted_at - created_at))::float8,
                         CASE WHEN count(*) > 1 THEN count(*) / greatest(
                             extract(epoch FROM max(persisted_at) - min(persisted_at))::float8,
-                            0.001) END
+                            0.001) END,
+                        extract(epoch FROM min(persisted_at))::float8,
+                        extract(epoch FROM max(persisted_at))::float8
                    FROM orders WHERE activity_id = $1",
                 &[&activity],
             )
@@ -88,6 +93,8 @@ impl Store {
             p50_ms: row.get(1),
             p99_ms: row.get(2),
             rows_per_s: row.get(3),
+            first_row_unix_s: row.get(4),
+            last_row_unix_s: row.get(5),
         })
     }
 
