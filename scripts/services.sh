@@ -127,6 +127,13 @@ brokerId = 0
 haListenAddress = "127.0.0.1"
 haListenPort = $((BROKER_PORT + 1))
 storePathRootDir = "$ROCKETMQ_HOME/store"
+# One pull may bring up to 1024 messages (default 32; 8 from disk): the order writer persists
+# what one pull brings as one batch, and each batch costs a transaction, a transactional
+# message, a mirror call and a timer whatever its size.
+maxTransferCountOnMessageInMemory = 1024
+maxTransferBytesOnMessageInMemory = 1048576
+maxTransferCountOnMessageInDisk = 1024
+maxTransferBytesOnMessageInDisk = 1048576
 TOML
     nohup rocketmq-broker-rust -c "$ROCKETMQ_HOME/broker.toml" >"$STATE/logs/broker.log" 2>&1 &
     wait_for "rocketmq broker" 60 port_open "$BROKER_PORT"

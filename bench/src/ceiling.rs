@@ -11,13 +11,23 @@ use seckill_ledger::{ActivityId, ActivityKeys, Ledger, NewActivity};
 use seckill_service::now_ms;
 
 use crate::run::{Options, Service};
-use crate::tools::{parse_redis_benchmark, run_tool, RedisBench};
+use crate::report::DeductCeiling;
+use crate::tools::{parse_redis_benchmark, run_tool};
 
-/// redis-benchmark running EVALSHA of the deduct script against a private redis-server,
-/// configured like the stack's (append-only file, fsync every second), each call by a new
-/// random user with a new random order id: every call a winner, the gateway's hot path in Redis.
-pub async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
-    let (_server, port, ledger) = private_redis(opts).await?;
+/// Attempts per `deduct.lua` call in the batched ceiling (the gateway's batches vary with the
+/// load; the report shows their mean beside this).
+pub const CEILING_BATCH: usize = 16;
+
+/// redis-benchmark running EVALSHA of the deduct script against a private redis-server with
+/// an append-only file fsynced as `appendfsync` says, each call carrying `attempts` attempts,
+/// each by a new random user with a new random order id: every attempt a winner, the gateway's
+/// hot path in Redis.
+pub async fn redis_ceiling(
+    opts: &Options,
+    attempts: usize,
+    appendfsync: &'static str,
+) -> anyhow::Result<DeductCeiling> {
+    let (_server, port, ledger) = private_redis(opts, appendfsync).await?;
     let id = ActivityId::parse("ceiling").map_err(anyhow::Error::msg)?;
     let now = now_ms() as i64;
     ledger
@@ -32,19 +42,23 @@ pub async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
         })
         .await?;
     let keys = ActivityKeys::new(&id);
-    let requests = (opts.duration.as_secs() * 40_000).max(50_000);
+    // About as long as a scenario at the single-attempt rate, whatever the batch.
+    let requests = ((opts.duration.as_secs() * 30_000) as usize / attempts).max(20_000);
     let (port, connections, requests_arg) = (
         port.to_string(),
         opts.connections.to_string(),
         requests.to_string(),
     );
-    let mut deduct_keys: Vec<String> = keys.deduct_keys().map(String::from).to_vec();
-    // The order-id index key of a random order id (redis-benchmark draws each placeholder anew).
-    deduct_keys.push(format!(
-        "{}__rand_int__",
-        seckill_ledger::keys::ORDER_INDEX_PREFIX
-    ));
-    let key_count = deduct_keys.len().to_string();
+    let mut script_keys: Vec<String> = keys.deduct_keys().map(String::from).to_vec();
+    // The order-id index key of each attempt's random order id (redis-benchmark draws each
+    // placeholder anew).
+    script_keys.extend((0..attempts).map(|_| {
+        format!(
+            "{}__rand_int__",
+            seckill_ledger::keys::ORDER_INDEX_PREFIX
+        )
+    }));
+    let key_count = script_keys.len().to_string();
     let mut args: Vec<String> = [
         "-h",
         "127.0.0.1",
@@ -63,33 +77,47 @@ pub async fn redis_ceiling(opts: &Options) -> anyhow::Result<RedisBench> {
     ]
     .map(String::from)
     .to_vec();
-    args.extend(deduct_keys);
-    // ARGV: a new random user and a new random order id on every call.
-    args.extend(["u__rand_int__", "1", "__rand_int__", "bench", "ceiling"].map(String::from));
+    args.extend(script_keys);
+    // ARGV: the activity, then per attempt a new random user and a new random order id.
+    args.push("ceiling".into());
+    for _ in 0..attempts {
+        args.extend(["u__rand_int__", "1", "__rand_int__", "bench"].map(String::from));
+    }
     let stdout = run_tool("redis-benchmark", &args).await?;
-    let mut bench = parse_redis_benchmark(&stdout)?;
-    bench.command = format!(
-        "redis-benchmark -c{} -n{requests} -r 1e9 EVALSHA <deduct> 8 <keys> u__rand_int__ 1 __rand_int__ bench ceiling",
-        opts.connections
+    let mut calls = parse_redis_benchmark(&stdout)?;
+    calls.command = format!(
+        "redis-benchmark -c{} -n{requests} -r 1e9 EVALSHA <deduct> {} <keys> ceiling \
+         {attempts}×(u__rand_int__ 1 __rand_int__ bench), appendfsync {appendfsync}",
+        opts.connections,
+        7 + attempts
     );
-    // Every call must have been a win: otherwise the figure is not the hot path's.
+    // Every attempt must have been a win: otherwise the figure is not the hot path's.
     // (HLEN, not the audit script: that one reads every order, too slow for a response timeout.)
     let orders: i64 = redis::cmd("HLEN")
         .arg(&keys.orders)
         .query_async(&mut ledger.connection())
         .await?;
-    if orders < requests as i64 * 99 / 100 {
+    let wanted = (requests * attempts) as i64;
+    if orders < wanted * 99 / 100 {
         bail!(
-            "redis-benchmark made {orders} orders of {requests} calls: the calls did not run the deduct path"
+            "redis-benchmark made {orders} orders of {wanted} attempts: the calls did not run the deduct path"
         );
     }
-    Ok(bench)
+    Ok(DeductCeiling {
+        attempts_per_call: attempts,
+        appendfsync,
+        wins_per_second: calls.per_second * attempts as f64,
+        calls,
+    })
 }
 
-/// A fresh redis-server configured like the stack's (AOF, fsync every second) on a free port.
+/// A fresh redis-server configured like the stack's (AOF, fsync as asked) on a free port.
 /// A port found free can be taken before the server binds it: the server then exits at once,
 /// and another port is tried.
-async fn private_redis(opts: &Options) -> anyhow::Result<(Service, u16, Ledger)> {
+async fn private_redis(
+    opts: &Options,
+    appendfsync: &str,
+) -> anyhow::Result<(Service, u16, Ledger)> {
     // Empty every time: an earlier run's append-only file would be replayed first.
     let dir = opts.work.join("redis-ceiling");
     for _ in 0..5 {
@@ -106,7 +134,7 @@ async fn private_redis(opts: &Options) -> anyhow::Result<(Service, u16, Ledger)>
                     "--appendonly",
                     "yes",
                     "--appendfsync",
-                    "everysec",
+                    appendfsync,
                 ])
                 .arg("--dir")
                 .arg(&dir)

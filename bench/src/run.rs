@@ -19,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use crate::ceiling::redis_ceiling;
+use crate::ceiling::{redis_ceiling, CEILING_BATCH};
 use crate::checks::{check_sale, Check, Sources, Told};
 use crate::cpu::{busy_share, CpuTimes};
 use crate::machine::machine;
@@ -308,7 +308,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     ));
 
     say(&format!(
-        "ceiling 1/2: GET /healthz with wrk for {} s",
+        "ceiling: GET /healthz with wrk for {} s",
         opts.duration.as_secs()
     ));
     let healthz = Wrk {
@@ -326,16 +326,31 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         thousands(healthz.per_second),
         healthz.latency_ms.p99
     ));
-    say("ceiling 2/2: redis-benchmark EVALSHA of the deduct script, on a private redis-server");
-    let redis_evalsha = redis_ceiling(opts).await?;
-    say(&format!(
-        "  EVALSHA deduct: {} calls/s, p99 {:.2} ms",
-        thousands(redis_evalsha.per_second),
-        redis_evalsha.latency_ms.p99
-    ));
+    let stack_appendfsync = appendfsync(&ledger).await?;
+    let mut redis_deduct = Vec::new();
+    for (attempts, fsync) in [
+        (1, "everysec"),
+        (CEILING_BATCH, "everysec"),
+        (CEILING_BATCH, "always"),
+    ] {
+        say(&format!(
+            "ceiling: redis-benchmark EVALSHA of deduct.lua, {attempts} attempt(s) per call, \
+             appendfsync {fsync}, on a private redis-server"
+        ));
+        let ceiling = redis_ceiling(opts, attempts, fsync).await?;
+        say(&format!(
+            "  {} wins/s, {} calls/s, p99 {:.2} ms per call",
+            thousands(ceiling.wins_per_second),
+            thousands(ceiling.calls.per_second),
+            ceiling.calls.latency_ms.p99
+        ));
+        redis_deduct.push(ceiling);
+        settle().await?;
+    }
     let ceilings = Ceilings {
         healthz,
-        redis_evalsha,
+        redis_deduct,
+        stack_appendfsync,
     };
 
     let mut scenarios = Vec::new();
@@ -370,6 +385,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         scenarios,
         ok,
     })
+}
+
+/// The stack's Redis `appendfsync` setting.
+async fn appendfsync(ledger: &Ledger) -> anyhow::Result<String> {
+    let reply: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendfsync")
+        .query_async(&mut ledger.connection())
+        .await?;
+    Ok(reply.get(1).cloned().unwrap_or_else(|| "unknown".into()))
 }
 
 /// Prefix of the activities the harness creates (`bench-<unix time>-<scenario>`).
@@ -697,7 +722,9 @@ async fn run_scenario(
         stock,
         per_user_limit: limit,
         ratio_to_healthz: wrk.per_second / ceilings.healthz.per_second.max(1e-9),
-        ratio_to_redis_evalsha: wrk.per_second / ceilings.redis_evalsha.per_second.max(1e-9),
+        ratio_to_redis: wrk.per_second / ceilings.redis_wins_per_second().max(1e-9),
+        attempts_per_deduct_call: (window.deduct_calls > 0)
+            .then(|| window.deduct_attempts as f64 / window.deduct_calls as f64),
         wrk,
         oha,
         outcomes,

@@ -18,6 +18,8 @@ pub struct Scrape {
     pub attempts: BTreeMap<String, Buckets>,
     pub sold_out_short_circuits: u64,
     pub redis_calls: u64,
+    pub deduct_calls: u64,
+    pub deduct_attempts: u64,
     pub inflight: i64,
 }
 
@@ -48,6 +50,10 @@ impl Scrape {
                 scrape.sold_out_short_circuits = value.parse()?;
             } else if series == "seckill_redis_calls_total" {
                 scrape.redis_calls = value.parse()?;
+            } else if series == "seckill_deduct_calls_total" {
+                scrape.deduct_calls = value.parse()?;
+            } else if series == "seckill_deduct_attempts_total" {
+                scrape.deduct_attempts = value.parse()?;
             } else if series == "seckill_inflight_requests" {
                 scrape.inflight = value.parse()?;
             }
@@ -82,6 +88,8 @@ impl Scrape {
                 .sold_out_short_circuits
                 .saturating_sub(earlier.sold_out_short_circuits),
             redis_calls: self.redis_calls.saturating_sub(earlier.redis_calls),
+            deduct_calls: self.deduct_calls.saturating_sub(earlier.deduct_calls),
+            deduct_attempts: self.deduct_attempts.saturating_sub(earlier.deduct_attempts),
             inflight: self.inflight,
         }
     }

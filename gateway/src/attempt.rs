@@ -4,8 +4,9 @@
 //! 1. [`parse`]: activity id, bearer token, body → [`ParsedAttempt`], or 400/401/404.
 //! 2. Local filters, no I/O: cached window and sold-out flag, rate buckets, in-flight permit.
 //!    Returning early here is what keeps a crowd off Redis.
-//! 3. Deduct: one EVALSHA of `deduct.lua`, which also makes a won order findable by its id
-//!    (so `GET /v1/orders/{id}` finds it).
+//! 3. Deduct: `deduct.lua`, which also makes a won order findable by its id (so
+//!    `GET /v1/orders/{id}` finds it), in one call with the attempts queued meanwhile
+//!    ([`crate::deduct`]).
 //! 4. Enqueue: queue the won order to RocketMQ ([`crate::publish`]). With `SECKILL_CONFIRM=ledger` (the default)
 //!    the answer is 202 at once: the deduct committed the order to the ledger and its outbox,
 //!    and the relay republishes whatever the broker does not confirm. With
@@ -18,13 +19,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::HeaderMap;
-use seckill_ledger::ledger::{Attempt, DeductOutcome};
+use seckill_ledger::ledger::DeductOutcome;
 use seckill_ledger::{ActivityId, LedgerError, UserId};
 use seckill_service::{now_ms, now_unix};
 use serde::Deserialize;
 
 use crate::catalog::Activity;
 use crate::config::Confirm;
+use crate::deduct::DeductError;
 use crate::outcome::{AttemptOutcome, Refusal};
 use crate::{auth, App};
 
@@ -158,21 +160,15 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
         }
     };
 
-    // Phase 3, deduct.
-    app.metrics.redis_call();
+    // Phase 3, deduct (batched with the attempts queued meanwhile).
     let deducted = app
-        .ledger
-        .deduct(
-            &activity.keys,
-            Attempt {
-                user: &attempt.user,
-                quantity: attempt.quantity,
-                channel: &attempt.channel,
-            },
-            &app.ids,
-        )
+        .deducter
+        .deduct(&activity, &attempt.user, attempt.quantity, &attempt.channel)
         .await
-        .map_err(|e| ledger_refusal(&e, "deduct"))?;
+        .map_err(|e| match e {
+            DeductError::Ledger(e) => ledger_refusal(&e, "deduct"),
+            DeductError::Stopped => Refusal::Unavailable,
+        })?;
 
     Ok(match deducted {
         DeductOutcome::Won { record, stock_left } => {

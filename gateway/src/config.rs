@@ -35,6 +35,9 @@ pub struct Config {
     pub redis_connections: usize,
     /// `SECKILL_PUBLISH_SENDERS` and `SECKILL_PUBLISH_LINGER_US`: enqueue batching.
     pub batching: crate::publish::Batching,
+    /// `SECKILL_DEDUCT_SLOTS`: `deduct.lua` calls in flight at once; attempts that arrive
+    /// meanwhile share the next call.
+    pub deduct_slots: usize,
     /// `SECKILL_CONFIRM`: when a winner is answered.
     pub confirm: Confirm,
     /// `SECKILL_PUBLISH_WAIT`, `SECKILL_SEND_TIMEOUT`, `SECKILL_RELAY_AGE` and the fixed clocks.
@@ -70,6 +73,7 @@ pub const DEFAULT_RATE_GLOBAL: u32 = 200_000;
 pub const DEFAULT_RATE_PER_USER: u32 = 10;
 pub const DEFAULT_MAX_INFLIGHT: usize = 4096;
 pub const DEFAULT_REDIS_CONNECTIONS: usize = 4;
+pub const DEFAULT_DEDUCT_SLOTS: usize = 2;
 
 /// The TOML file: the same settings, lower-case without the `SECKILL_` prefix.
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +89,7 @@ struct FileConfig {
     redis_connections: Option<usize>,
     rocketmq_namesrv: Option<String>,
     publish_senders: Option<usize>,
+    deduct_slots: Option<usize>,
     publish_linger_us: Option<u64>,
     publish_wait: Option<String>,
     confirm: Option<String>,
@@ -217,6 +222,11 @@ impl Config {
                 "SECKILL_REDIS_CONNECTIONS",
                 file.redis_connections,
                 DEFAULT_REDIS_CONNECTIONS,
+            )?,
+            deduct_slots: settings.positive(
+                "SECKILL_DEDUCT_SLOTS",
+                file.deduct_slots,
+                DEFAULT_DEDUCT_SLOTS,
             )?,
             confirm,
             timing,

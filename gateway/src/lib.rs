@@ -1,8 +1,8 @@
 //! The seckill gateway: takes a crowd of buying attempts, sells exactly the stock.
 //!
 //! A request passes through named phases (see [`attempt`] and `docs/ARCHITECTURE.md`, "The
-//! request path"): parse, local filters (no I/O), deduct in Redis with one script call, record,
-//! respond. Modules, one per concept:
+//! request path"): parse, local filters (no I/O), deduct in Redis with one script call (shared
+//! with the attempts queued meanwhile), record, respond. Modules, one per concept:
 //!
 //! - [`config`]: the typed configuration from `SECKILL_*` variables and an optional TOML file;
 //!   [`timing`]: every duration the gateway runs by, checked at start.
@@ -11,6 +11,7 @@
 //! - [`catalog`]: cached activity metadata and the sold-out flag shared over pub/sub.
 //! - [`attempt`], [`query`]: the endpoints' logic, returning typed outcomes ([`outcome`]).
 //! - [`payment`]: payment notifications and owners' cancellations, handed to the writer.
+//! - [`deduct`]: the deduct phase, batching concurrent attempts into `deduct.lua` calls.
 //! - [`publish`]: the enqueue phase, batching won orders to RocketMQ; [`relay`]: republishes
 //!   what the broker never confirmed.
 //! - [`http`]: routing and the single outcome → HTTP mapping.
@@ -25,6 +26,7 @@ pub mod attempt;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod deduct;
 pub mod http;
 pub mod idgen;
 pub mod limit;
@@ -53,6 +55,7 @@ use tokio::sync::watch;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::limit::Limits;
+use crate::deduct::Deducter;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 
@@ -63,8 +66,10 @@ pub struct App {
     pub catalog: Arc<Catalog>,
     pub limits: Limits,
     pub ids: Arc<IdGenerator>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub publisher: Publisher,
+    /// Phase 3: attempts batched into `deduct.lua` calls.
+    pub deducter: Deducter,
     /// Keyed once from the secrets; each request clones the keyed state.
     pub token_key: TokenKey,
     pub signature_key: SignatureKey,
@@ -138,8 +143,17 @@ impl Gateway {
         )
         .await
         .map_err(mq_error)?;
+        let ids = Arc::new(ids);
+        let metrics = Arc::new(Metrics::default());
+        let deducter = Deducter::start(
+            ledger.clone(),
+            ids.clone(),
+            config.deduct_slots,
+            metrics.clone(),
+        );
         let app = App {
             publisher,
+            deducter,
             limits: Limits::new(
                 config.rate_global,
                 config.rate_per_user,
@@ -148,8 +162,8 @@ impl Gateway {
             catalog: Arc::new(Catalog::new(ledger.clone(), config.timing.missing_ttl)),
             token_key: TokenKey::new(config.auth_secret.expose()),
             signature_key: SignatureKey::new(config.payment_secret.expose()),
-            ids: Arc::new(ids),
-            metrics: Metrics::default(),
+            ids,
+            metrics,
             ledger,
             config,
         };

@@ -60,6 +60,8 @@ pub struct Metrics {
     inflight: AtomicI64,
     sold_out_short_circuits: AtomicU64,
     redis_calls: AtomicU64,
+    deduct_calls: AtomicU64,
+    deduct_attempts: AtomicU64,
     publish_unconfirmed: AtomicU64,
     publish_deferred: AtomicU64,
 }
@@ -72,6 +74,14 @@ fn attempt_index(label: &str) -> usize {
 }
 
 impl Metrics {
+    /// One call of `deduct.lua` carrying `attempts` attempts (also a Redis call).
+    pub fn deduct_call(&self, attempts: usize) {
+        self.redis_call();
+        self.deduct_calls.fetch_add(1, Ordering::Relaxed);
+        self.deduct_attempts
+            .fetch_add(attempts as u64, Ordering::Relaxed);
+    }
+
     pub fn observe_attempt(&self, label: &str, elapsed: Duration) {
         self.attempts[attempt_index(label)].observe(elapsed);
     }
@@ -164,12 +174,16 @@ impl Metrics {
             "# HELP seckill_inflight_requests Requests being served now.\n# TYPE seckill_inflight_requests gauge\nseckill_inflight_requests {}\n\
              # HELP seckill_sold_out_short_circuits_total Attempts answered sold_out from the local flag, without Redis.\n# TYPE seckill_sold_out_short_circuits_total counter\nseckill_sold_out_short_circuits_total {}\n\
              # HELP seckill_redis_calls_total Redis round trips made for requests.\n# TYPE seckill_redis_calls_total counter\nseckill_redis_calls_total {}\n\
+             # HELP seckill_deduct_calls_total Calls of deduct.lua (each carries a batch of attempts on one activity).\n# TYPE seckill_deduct_calls_total counter\nseckill_deduct_calls_total {}\n\
+             # HELP seckill_deduct_attempts_total Attempts carried by those calls.\n# TYPE seckill_deduct_attempts_total counter\nseckill_deduct_attempts_total {}\n\
              # HELP seckill_script_reloads_total NOSCRIPT recoveries.\n# TYPE seckill_script_reloads_total counter\nseckill_script_reloads_total {}\n\
              # HELP seckill_publish_unconfirmed_total Won orders the broker did not confirm in time (left to the relay).\n# TYPE seckill_publish_unconfirmed_total counter\nseckill_publish_unconfirmed_total {}\n\
              # HELP seckill_publish_deferred_total Won orders answered at the ledger's commit that found the publish queue full (left to the relay).\n# TYPE seckill_publish_deferred_total counter\nseckill_publish_deferred_total {}\n",
             self.inflight.load(Ordering::Relaxed),
             self.sold_out_short_circuits.load(Ordering::Relaxed),
             self.redis_calls.load(Ordering::Relaxed),
+            self.deduct_calls.load(Ordering::Relaxed),
+            self.deduct_attempts.load(Ordering::Relaxed),
             script_reloads,
             self.publish_unconfirmed.load(Ordering::Relaxed),
             self.publish_deferred.load(Ordering::Relaxed),

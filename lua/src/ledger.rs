@@ -311,75 +311,105 @@ impl Ledger {
     }
 
     /// One attempt: window, limit and stock checks, decrement, buyer, order, outbox and the
-    /// order-id index — atomically, so a won order is always findable by its id.
+    /// order-id index — atomically, so a won order is always findable by its id. (A batch of
+    /// one: see [`Ledger::deduct_batch`].)
     pub async fn deduct(
         &self,
         keys: &ActivityKeys,
         attempt: Attempt<'_>,
         ids: &IdGenerator,
     ) -> Result<DeductOutcome, LedgerError> {
-        let script = &SCRIPTS.deduct;
-        let activity_keys = keys.deduct_keys();
         // An id collision is refused by the script without writing; a fresh id fixes it.
         for _ in 0..3 {
             let order_id = ids.next_id();
-            let index = keys::order_index(order_id.0);
-            let mut key_list = activity_keys.to_vec();
-            key_list.push(&index);
-            let (code, returned, stock_left, status, record): (i64, String, i64, String, String) =
-                self.eval(
-                    script,
-                    &key_list,
-                    (
-                        attempt.user.as_str(),
-                        attempt.quantity,
-                        order_id.0,
-                        attempt.channel,
-                        keys.id.as_str(),
-                    ),
-                )
-                .await?;
-            let parse_id =
-                |text: &str| OrderId::parse(text).map_err(|e| contract(script, e.to_string()));
-            return Ok(match code {
-                0 => {
-                    let record: OrderRecord =
-                        serde_json::from_str(&record).map_err(|e| LedgerError::Record {
-                            key: keys.orders.clone(),
-                            source: e,
-                        })?;
-                    if record.order_id != parse_id(&returned)? {
-                        return Err(contract(script, "record and order id disagree"));
-                    }
-                    DeductOutcome::Won {
-                        record: Box::new(record),
-                        stock_left,
-                    }
-                }
-                1 => DeductOutcome::Repeat {
-                    order_id: if returned.is_empty() {
-                        None
-                    } else {
-                        Some(parse_id(&returned)?)
-                    },
-                    status: serde_json::from_value(serde_json::Value::String(status)).ok(),
-                },
-                2 => DeductOutcome::SoldOut { stock_left },
-                3 => DeductOutcome::LimitExceeded,
-                4 => DeductOutcome::NotStarted,
-                5 => DeductOutcome::Ended,
-                6 => DeductOutcome::NotFound,
-                7 => {
+            match self.deduct_batch(keys, &[(attempt, order_id)]).await?.pop() {
+                Some(Some(outcome)) => return Ok(outcome),
+                Some(None) => {
                     tracing::warn!(
                         order = order_id.0,
                         "order id already taken; retrying with a fresh id"
                     );
-                    continue;
                 }
-                other => return Err(contract(script, format!("unknown code {other}"))),
-            });
+                None => return Err(contract(&SCRIPTS.deduct, "no outcome for the attempt")),
+            }
         }
-        Err(contract(script, "three order ids in a row were taken"))
+        Err(contract(&SCRIPTS.deduct, "three order ids in a row were taken"))
+    }
+
+    /// Several attempts on one activity in ONE script call, decided in order as if made one
+    /// after the other; each with the order id it wins under. One outcome per attempt, in
+    /// order; `None` where the order id was already taken (nothing written for that attempt:
+    /// try it again with a fresh id).
+    pub async fn deduct_batch(
+        &self,
+        keys: &ActivityKeys,
+        attempts: &[(Attempt<'_>, OrderId)],
+    ) -> Result<Vec<Option<DeductOutcome>>, LedgerError> {
+        let script = &SCRIPTS.deduct;
+        let index: Vec<String> = attempts
+            .iter()
+            .map(|(_, id)| keys::order_index(id.0))
+            .collect();
+        let mut key_list: Vec<&str> = keys.deduct_keys().to_vec();
+        key_list.extend(index.iter().map(String::as_str));
+        let mut args: Vec<String> = Vec::with_capacity(1 + 4 * attempts.len());
+        args.push(keys.id.as_str().to_owned());
+        for (attempt, order_id) in attempts {
+            args.extend([
+                attempt.user.as_str().to_owned(),
+                attempt.quantity.to_string(),
+                order_id.0.to_string(),
+                attempt.channel.to_owned(),
+            ]);
+        }
+        let replies: Vec<(i64, String, i64, String, String)> =
+            self.eval(script, &key_list, args).await?;
+        if replies.len() != attempts.len() {
+            return Err(contract(
+                script,
+                format!("{} outcomes for {} attempts", replies.len(), attempts.len()),
+            ));
+        }
+        let parse_id =
+            |text: &str| OrderId::parse(text).map_err(|e| contract(script, e.to_string()));
+        replies
+            .into_iter()
+            .zip(attempts)
+            .map(|((code, returned, stock_left, status, record), (_, order_id))| {
+                Ok(Some(match code {
+                    0 => {
+                        let record: OrderRecord =
+                            serde_json::from_str(&record).map_err(|e| LedgerError::Record {
+                                key: keys.orders.clone(),
+                                source: e,
+                            })?;
+                        if record.order_id != parse_id(&returned)? || record.order_id != *order_id
+                        {
+                            return Err(contract(script, "record and order id disagree"));
+                        }
+                        DeductOutcome::Won {
+                            record: Box::new(record),
+                            stock_left,
+                        }
+                    }
+                    1 => DeductOutcome::Repeat {
+                        order_id: if returned.is_empty() {
+                            None
+                        } else {
+                            Some(parse_id(&returned)?)
+                        },
+                        status: serde_json::from_value(serde_json::Value::String(status)).ok(),
+                    },
+                    2 => DeductOutcome::SoldOut { stock_left },
+                    3 => DeductOutcome::LimitExceeded,
+                    4 => DeductOutcome::NotStarted,
+                    5 => DeductOutcome::Ended,
+                    6 => DeductOutcome::NotFound,
+                    7 => return Ok(None),
+                    other => return Err(contract(script, format!("unknown code {other}"))),
+                }))
+            })
+            .collect()
     }
 
     /// Gives an order's stock back (idempotent), recording `status` on the order.

@@ -40,8 +40,10 @@ use crate::persist::Persister;
 
 /// Orders handed to the listener at once: one database transaction, one transactional
 /// `ORDER_CREATED`, one mirror call and one timer message per activity, whatever the size — so
-/// the bigger, the less each order costs (128 orders ≈ 40 KB of event body).
-pub const CONSUME_BATCH: u32 = 128;
+/// the bigger, the less each order costs (256 orders ≈ 80 KB of event body). A call gets at most
+/// what one pull brings, which the broker caps (`maxTransferCountOnMessageInMemory`, 32 by
+/// default; `scripts/services.sh` raises it to 1024).
+pub const CONSUME_BATCH: u32 = 256;
 /// How long shutdown waits for the RocketMQ client runtime once every client stopped.
 const RUNTIME_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 

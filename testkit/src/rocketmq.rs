@@ -77,7 +77,9 @@ impl PrivateRocketMq {
                  namesrvAddr = \"127.0.0.1:{namesrv_port}\"\nstorePathRootDir = \"{store}\"\nautoCreateTopicEnable = true\n\n\
                  [broker.brokerServerConfig]\nbindAddress = \"127.0.0.1\"\n\n\
                  [broker.brokerIdentity]\nbrokerName = \"{name}\"\nbrokerClusterName = \"TestCluster\"\nbrokerId = 0\n\n\
-                 [store]\nhaListenAddress = \"127.0.0.1\"\nhaListenPort = {ha}\nstorePathRootDir = \"{store}\"\n",
+                 [store]\nhaListenAddress = \"127.0.0.1\"\nhaListenPort = {ha}\nstorePathRootDir = \"{store}\"\n\
+                 maxTransferCountOnMessageInMemory = 1024\nmaxTransferBytesOnMessageInMemory = 1048576\n\
+                 maxTransferCountOnMessageInDisk = 1024\nmaxTransferBytesOnMessageInDisk = 1048576\n",
                 store = store.display(),
                 name = crate::unique("broker"),
                 ha = broker_port + 1,

@@ -1,0 +1,186 @@
+//! Phase 3, deduct: concurrent attempts on one activity share one call of `deduct.lua`.
+//!
+//! A script call costs Redis far more to receive, run and answer than the few commands a winner
+//! needs inside it, so attempts are coalesced: the batcher takes the next attempt, waits for one
+//! of its call slots, then adds every attempt that queued up meanwhile (up to
+//! [`MAX_ATTEMPTS`]), and makes one call per activity among them. There is no linger: when Redis
+//! keeps up, a batch is what arrived during the previous call; when it does not, the slots are
+//! busy and batches grow by themselves. Each attempt resolves with its own outcome, decided by
+//! the script in arrival order exactly as if the attempts had come one by one.
+//!
+//! An attempt whose order id turned out to be taken (nothing was written for it) is queued again
+//! with a fresh id, at most twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use seckill_ledger::ledger::{Attempt, DeductOutcome};
+use seckill_ledger::id::IdGenerator;
+use seckill_ledger::{ActivityId, Ledger, LedgerError, OrderId, UserId};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::catalog::Activity;
+use crate::metrics::Metrics;
+
+/// Attempts in one script call at most (the script's arguments: 4 per attempt).
+pub const MAX_ATTEMPTS: usize = 64;
+/// Queue between requests and the batcher; when full, requests wait (the in-flight permit
+/// bounds how many can).
+const QUEUE: usize = 16 * 1024;
+/// Fresh order ids tried after the first was taken.
+const ID_RETRIES: usize = 2;
+
+/// Why an attempt got no outcome.
+#[derive(Debug, Clone)]
+pub enum DeductError {
+    /// The script call failed (shared by every attempt of the call).
+    Ledger(Arc<LedgerError>),
+    /// The batcher is gone (the gateway is stopping).
+    Stopped,
+}
+
+/// What the script decided for one attempt, or why it could not run.
+pub type Decided = Result<DeductOutcome, DeductError>;
+
+struct Pending {
+    activity: Arc<Activity>,
+    user: UserId,
+    quantity: u32,
+    channel: String,
+    order_id: OrderId,
+    /// `None`: the order id was taken; try again with a fresh one.
+    done: oneshot::Sender<Result<Option<DeductOutcome>, Arc<LedgerError>>>,
+}
+
+/// The gateway's side of `deduct.lua`.
+pub struct Deducter {
+    queue: mpsc::Sender<Pending>,
+    ids: Arc<IdGenerator>,
+}
+
+impl Deducter {
+    /// Starts the batcher with `slots` script calls in flight at most; it ends when the
+    /// deducter is dropped.
+    pub fn start(ledger: Ledger, ids: Arc<IdGenerator>, slots: usize, metrics: Arc<Metrics>) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(batch_loop(receiver, ledger, slots.max(1), metrics));
+        Deducter { queue, ids }
+    }
+
+    /// One attempt, decided together with whatever else is queued on the same activity.
+    pub async fn deduct(
+        &self,
+        activity: &Arc<Activity>,
+        user: &UserId,
+        quantity: u32,
+        channel: &str,
+    ) -> Decided {
+        for _ in 0..=ID_RETRIES {
+            let (done, decided) = oneshot::channel();
+            let pending = Pending {
+                activity: activity.clone(),
+                user: user.clone(),
+                quantity,
+                channel: channel.to_owned(),
+                order_id: self.ids.next_id(),
+                done,
+            };
+            let order_id = pending.order_id;
+            if self.queue.send(pending).await.is_err() {
+                return Err(DeductError::Stopped);
+            }
+            match decided.await {
+                Ok(Ok(Some(outcome))) => return Ok(outcome),
+                Ok(Ok(None)) => {
+                    tracing::warn!(
+                        order = order_id.0,
+                        "order id already taken; retrying with a fresh id"
+                    );
+                }
+                Ok(Err(e)) => return Err(DeductError::Ledger(e)),
+                Err(_) => return Err(DeductError::Stopped),
+            }
+        }
+        Err(DeductError::Ledger(Arc::new(LedgerError::Contract {
+            script: "deduct",
+            detail: "three order ids in a row were taken".into(),
+        })))
+    }
+}
+
+/// Collects attempts into batches and hands each to a call task.
+async fn batch_loop(
+    mut receiver: mpsc::Receiver<Pending>,
+    ledger: Ledger,
+    slots: usize,
+    metrics: Arc<Metrics>,
+) {
+    let slots = Arc::new(Semaphore::new(slots));
+    let mut tasks = tokio::task::JoinSet::new();
+    while let Some(first) = receiver.recv().await {
+        // Waiting for a slot is what lets a batch grow under load.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let mut batch = Vec::with_capacity(MAX_ATTEMPTS);
+        batch.push(first);
+        while batch.len() < MAX_ATTEMPTS {
+            match receiver.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        let mut by_activity: HashMap<ActivityId, Vec<Pending>> = HashMap::new();
+        for pending in batch {
+            by_activity
+                .entry(pending.activity.keys.id.clone())
+                .or_default()
+                .push(pending);
+        }
+        let (ledger, metrics) = (ledger.clone(), metrics.clone());
+        tasks.spawn(async move {
+            let calls = by_activity
+                .into_values()
+                .map(|attempts| call(&ledger, &metrics, attempts));
+            futures_util::future::join_all(calls).await;
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One script call for attempts on one activity; every attempt is answered.
+async fn call(ledger: &Ledger, metrics: &Metrics, batch: Vec<Pending>) {
+    let Some(first) = batch.first() else { return };
+    let keys = &first.activity.keys;
+    let attempts: Vec<(Attempt<'_>, OrderId)> = batch
+        .iter()
+        .map(|p| {
+            (
+                Attempt {
+                    user: &p.user,
+                    quantity: p.quantity,
+                    channel: &p.channel,
+                },
+                p.order_id,
+            )
+        })
+        .collect();
+    metrics.deduct_call(attempts.len());
+    let decided = ledger.deduct_batch(keys, &attempts).await;
+    drop(attempts);
+    match decided {
+        Ok(outcomes) => {
+            for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = pending.done.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            for pending in batch {
+                let _ = pending.done.send(Err(e.clone()));
+            }
+        }
+    }
+}
