@@ -10,7 +10,9 @@ use seckill_ledger::ledger::{
     Attempt, CloseOutcome, ConfirmOutcome, CreateOutcome, DeductOutcome, ReleaseOutcome,
     RestockOutcome,
 };
-use seckill_ledger::{ActivityId, ActivityKeys, Ledger, NewActivity, OrderStatus, UserId};
+use seckill_ledger::{
+    ActivityId, ActivityKeys, Ledger, NewActivity, OrderId, OrderStatus, UserId,
+};
 use seckill_service::now_ms;
 use seckill_testkit::{buy, fresh_id, leased_ids, ledger_at, open, redis_url, PrivateRedis};
 
@@ -109,6 +111,106 @@ async fn deduct_wins_records_the_order_its_outbox_entry_and_its_index() {
         (audit.stock, audit.reserved, audit.outbox, audit.orders),
         (2, 1, 1, 1)
     );
+    assert_balanced(&ledger, &keys).await;
+}
+
+#[tokio::test]
+async fn a_batch_is_decided_in_order_as_if_its_attempts_came_one_by_one() {
+    let ledger = ledger().await;
+    // Stock 4, limit 2: alice wins 1, wins 1 more, then is at her limit (her latest order, from
+    // this very batch); bob asks 3 (over the limit); carol wins 2, which sells out; dave finds
+    // it sold out.
+    let keys = open_activity(&ledger, "batch", 4, 2).await;
+    let ids = leased_ids(&ledger).await;
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+    let batch: Vec<(Attempt<'_>, OrderId)> = [
+        attempt(&alice, 1),
+        attempt(&alice, 1),
+        attempt(&alice, 1),
+        attempt(&bob, 3),
+        attempt(&carol, 2),
+        attempt(&dave, 1),
+    ]
+    .into_iter()
+    .map(|a| (a, ids.next_id()))
+    .collect();
+    let outcomes: Vec<DeductOutcome> = ledger
+        .deduct_batch(&keys, &batch)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.expect("fresh ids are never taken"))
+        .collect();
+    let won = |i: usize| match &outcomes[i] {
+        DeductOutcome::Won { record, stock_left } => {
+            assert_eq!(record.order_id, batch[i].1, "wins under its own id");
+            (record.user_id.clone(), record.quantity, *stock_left)
+        }
+        other => panic!("attempt {i}: expected a win, got {other:?}"),
+    };
+    assert_eq!(won(0), ("alice".into(), 1, 3));
+    assert_eq!(won(1), ("alice".into(), 1, 2));
+    assert_eq!(
+        outcomes[2],
+        DeductOutcome::Repeat {
+            order_id: Some(batch[1].1),
+            status: Some(OrderStatus::Queued)
+        }
+    );
+    assert_eq!(outcomes[3], DeductOutcome::LimitExceeded);
+    assert_eq!(won(4), ("carol".into(), 2, 0));
+    assert_eq!(outcomes[5], DeductOutcome::SoldOut { stock_left: 0 });
+
+    // Everything a win writes, once per winner: buyers, latest order, outbox, index.
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!(
+        (audit.stock, audit.reserved, audit.orders, audit.outbox, audit.buyers),
+        (0, 4, 3, 3, 2)
+    );
+    assert_eq!(audit.units_held, 4);
+    for i in [0, 1, 4] {
+        assert!(ledger.order(batch[i].1).await.unwrap().is_some(), "attempt {i} indexed");
+    }
+    // Alice's latest order is the second; a later attempt of hers is told so.
+    assert_eq!(
+        ledger.deduct(&keys, attempt(&alice, 1), &ids).await.unwrap(),
+        DeductOutcome::Repeat {
+            order_id: Some(batch[1].1),
+            status: Some(OrderStatus::Queued)
+        }
+    );
+    assert_balanced(&ledger, &keys).await;
+}
+
+#[tokio::test]
+async fn a_taken_order_id_refuses_only_its_attempt_and_writes_nothing_for_it() {
+    let ledger = ledger().await;
+    let keys = open_activity(&ledger, "taken", 10, 1).await;
+    let ids = leased_ids(&ledger).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let DeductOutcome::Won { record, .. } =
+        ledger.deduct(&keys, attempt(&alice, 1), &ids).await.unwrap()
+    else {
+        panic!("expected a win")
+    };
+    let fresh = ids.next_id();
+    let outcomes = ledger
+        .deduct_batch(
+            &keys,
+            &[(attempt(&bob, 1), record.order_id), (attempt(&bob, 1), fresh)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0], None, "the taken id is refused");
+    assert!(
+        matches!(&outcomes[1], Some(DeductOutcome::Won { record, stock_left: 8 }) if record.order_id == fresh),
+        "{outcomes:?}"
+    );
+    // Alice's order is untouched; bob holds one unit.
+    let alice_order = ledger.order_in(&keys, record.order_id).await.unwrap().unwrap();
+    assert_eq!(alice_order.user_id, "alice");
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!((audit.stock, audit.orders, audit.buyers), (8, 2, 2));
     assert_balanced(&ledger, &keys).await;
 }
 

@@ -136,6 +136,8 @@ pub struct ConsumerOptions {
     pub batch: u32,
     /// How long shutdown waits for listener calls in flight.
     pub shutdown_wait: Duration,
+    /// Pause between two pulls of one queue that found messages (zero: pull again at once).
+    pub pull_interval: Duration,
 }
 
 /// A push consumer (not started: subscribe and register its listener first).
@@ -154,6 +156,7 @@ pub fn consumer(runtime: &MqRuntime, options: &ConsumerOptions) -> DefaultMQPush
         // The client's default pull brings 32 messages: a bigger listener batch needs bigger
         // pulls to ever fill.
         .pull_batch_size(options.batch.max(32))
+        .pull_interval(options.pull_interval.as_millis() as u64)
         .consume_thread_min(CONSUME_THREADS)
         .consume_thread_max(CONSUME_THREADS)
         .await_termination_millis_when_shutdown(options.shutdown_wait.as_millis() as u64)

@@ -30,6 +30,9 @@ pub enum ConsumeError {
     /// The transactional `ORDER_CREATED` message (and so the insert) did not commit.
     #[error("persisting the batch: {0}")]
     Persist(#[from] MqError),
+    /// The database could not say which orders of the batch are persisted already.
+    #[error("reading the batch's persisted orders: {0}")]
+    Store(#[from] seckill_store::StoreError),
     /// The rows committed but the batch's status could not be mirrored into the ledger.
     #[error("mirroring the batch's orders of activity {activity} into the ledger: {source}")]
     Mirror {
@@ -68,13 +71,16 @@ pub struct OrderListener {
     pub stopping: Arc<AtomicBool>,
 }
 
-/// Persist, then mirror `pending_payment` into the ledger: one script call per activity of
-/// the batch.
+/// Persist, schedule the payment timeouts (`lifecycle`, if given), then mirror
+/// `pending_payment` into the ledger: one script call per activity of the batch. So an order
+/// mirrored has its row and its timer. Returns the orders the batch's `ORDER_CREATED` announced
+/// (those not persisted before).
 pub async fn persist_and_mirror(
     persister: &Persister,
     ledger: &Ledger,
+    lifecycle: Option<&Lifecycle>,
     orders: Vec<OrderRecord>,
-) -> Result<(), ConsumeError> {
+) -> Result<Vec<OrderId>, ConsumeError> {
     let started = std::time::Instant::now();
     let count = orders.len();
     let mut by_activity: HashMap<String, Vec<OrderId>> = HashMap::new();
@@ -84,7 +90,15 @@ pub async fn persist_and_mirror(
             .or_default()
             .push(order.order_id);
     }
-    persister.persist(orders).await?;
+    let created = match lifecycle {
+        Some(_) => orders.clone(),
+        None => Vec::new(),
+    };
+    let announced = persister.persist(orders).await?;
+    if let Some(lifecycle) = lifecycle {
+        // The payment window starts now; a lost timeout is caught by the sweep.
+        lifecycle.schedule_timeouts(&created).await;
+    }
     // Concurrent, so the multiplexed Redis connection pipelines them.
     let mirrors = by_activity.iter().filter_map(|(activity, ids)| {
         let keys = ActivityKeys::new(&ActivityId::parse(activity).ok()?);
@@ -103,10 +117,11 @@ pub async fn persist_and_mirror(
     }
     tracing::debug!(
         orders = count,
+        announced = announced.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "batch persisted"
     );
-    Ok(())
+    Ok(announced)
 }
 
 impl MessageListenerConcurrently for OrderListener {
@@ -132,14 +147,13 @@ impl MessageListenerConcurrently for OrderListener {
             return Ok(ConsumeConcurrentlyStatus::ConsumeSuccess);
         }
         // We are on one of the client's blocking threads: block_on is allowed here.
-        let created = orders.clone();
-        match self.handle.block_on(async {
-            persist_and_mirror(&self.persister, &self.ledger, orders).await?;
-            // The payment window starts now; a lost timeout is caught by the sweep.
-            self.lifecycle.schedule_timeouts(&created).await;
-            Ok::<(), ConsumeError>(())
-        }) {
-            Ok(()) => Ok(ConsumeConcurrentlyStatus::ConsumeSuccess),
+        match self.handle.block_on(persist_and_mirror(
+            &self.persister,
+            &self.ledger,
+            Some(&self.lifecycle),
+            orders,
+        )) {
+            Ok(_) => Ok(ConsumeConcurrentlyStatus::ConsumeSuccess),
             Err(e) => {
                 tracing::warn!(error = %e, "order batch not persisted; it will be redelivered");
                 Ok(ConsumeConcurrentlyStatus::ReconsumeLater)

@@ -65,6 +65,7 @@ fn consumer(
     config: &WriterConfig,
     group: &str,
     batch: u32,
+    pull_interval: Duration,
 ) -> DefaultMQPushConsumer {
     seckill_messages::consumer(
         mq,
@@ -74,6 +75,7 @@ fn consumer(
             start_at_ms: config.start_at.unix_ms(),
             batch,
             shutdown_wait: config.timing.shutdown_wait,
+            pull_interval,
         },
     )
 }
@@ -118,7 +120,13 @@ impl Writer {
         let handle = tokio::runtime::Handle::current();
         let filter = ActivityFilter::new(&config.activities);
 
-        let mut orders = consumer(&mq, config, &config.consumer_group, CONSUME_BATCH);
+        let mut orders = consumer(
+            &mq,
+            config,
+            &config.consumer_group,
+            CONSUME_BATCH,
+            config.timing.order_pull_interval,
+        );
         orders
             .subscribe(ORDER_TOPIC, "*")
             .await
@@ -131,7 +139,13 @@ impl Writer {
             filter: filter.clone(),
             stopping: stopping.clone(),
         });
-        let mut cancels = consumer(&mq, config, &format!("{}_cancel", config.consumer_group), 1);
+        let mut cancels = consumer(
+            &mq,
+            config,
+            &format!("{}_cancel", config.consumer_group),
+            1,
+            Duration::ZERO,
+        );
         cancels
             .subscribe(ORDER_TIMEOUT_TOPIC, "*")
             .await
@@ -150,6 +164,7 @@ impl Writer {
             config,
             &format!("{}_payment", config.consumer_group),
             1,
+            Duration::ZERO,
         );
         payments
             .subscribe(PAYMENT_TOPIC, "*")

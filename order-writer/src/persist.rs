@@ -22,6 +22,8 @@ use seckill_messages::{MqError, MqRuntime, OrderEvent, ORDER_EVENT_TOPIC};
 use seckill_store::Store;
 use tokio::runtime::Handle;
 
+use crate::consume::ConsumeError;
+
 /// The local transaction of `ORDER_CREATED`, and its check-back.
 pub struct LocalTransaction {
     store: Store,
@@ -96,6 +98,7 @@ impl TransactionListener for LocalTransaction {
 /// Sends `ORDER_CREATED` transactional messages.
 pub struct Persister {
     producer: TransactionMQProducer,
+    store: Store,
 }
 
 impl Persister {
@@ -110,30 +113,41 @@ impl Persister {
             .name_server_addr(namesrv.to_owned())
             .topics(vec![ORDER_EVENT_TOPIC])
             .send_msg_timeout(send_timeout.as_millis() as u32)
-            .transaction_listener(LocalTransaction::new(store, Handle::current()))
+            .transaction_listener(LocalTransaction::new(store.clone(), Handle::current()))
             .build();
         producer.start().await?;
-        Ok(Persister { producer })
+        Ok(Persister { producer, store })
     }
 
-    /// Persists `orders` in one database transaction bound to one `ORDER_CREATED` event.
-    /// Ok only when the transaction committed.
-    pub async fn persist(&self, orders: Vec<OrderRecord>) -> Result<(), MqError> {
-        let persisted: Vec<OrderRecord> = orders
+    /// Persists `orders` in one database transaction bound to one `ORDER_CREATED` event, which
+    /// announces only the orders not persisted before (a redelivered batch announces nothing
+    /// again). Ok, with the ids announced, only when every order is persisted.
+    pub async fn persist(&self, orders: Vec<OrderRecord>) -> Result<Vec<OrderId>, ConsumeError> {
+        let ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
+        // One indexed read per batch; only a redelivery or a republished order finds anything.
+        let known = self.store.existing(&ids).await?;
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<OrderRecord> = orders
             .into_iter()
+            .filter(|o| !known.contains(&o.order_id) && seen.insert(o.order_id))
             .map(|o| OrderRecord {
                 status: OrderStatus::PendingPayment,
                 ..o
             })
             .collect();
-        let message = OrderEvent::message(persisted.clone())?;
+        if fresh.is_empty() {
+            return Ok(Vec::new());
+        }
+        let announced = fresh.iter().map(|o| o.order_id).collect();
+        let message = OrderEvent::message(fresh.clone())?;
         let result = self
             .producer
-            .send_message_in_transaction(message, Some(persisted))
-            .await?;
+            .send_message_in_transaction(message, Some(fresh))
+            .await
+            .map_err(MqError::from)?;
         match result.local_transaction_state {
-            Some(LocalTransactionState::CommitMessage) => Ok(()),
-            other => Err(MqError::NotCommitted(format!("{other:?}"))),
+            Some(LocalTransactionState::CommitMessage) => Ok(announced),
+            other => Err(MqError::NotCommitted(format!("{other:?}")).into()),
         }
     }
 

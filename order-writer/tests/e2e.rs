@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use rocketmq_client_rust::LocalTransactionState;
-use seckill_ledger::{ActivityKeys, OrderStatus};
+use seckill_ledger::{ActivityKeys, OrderId, OrderStatus};
 use seckill_messages::{MqRuntime, OrderEvent, ORDER_CREATED};
 use seckill_order_writer::consume::persist_and_mirror;
 use seckill_order_writer::persist::{LocalTransaction, Persister};
@@ -124,19 +124,24 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
     let persister = Persister::start(&runtime, &mq.namesrv, store.clone(), Duration::from_secs(3))
         .await
         .unwrap();
-    for _ in 0..3 {
-        persist_and_mirror(&persister, &ledger, orders.clone())
+    // Only the first time announces the orders (ORDER_CREATED); repeats announce nothing.
+    let ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
+    for time in 0..3 {
+        let announced = persist_and_mirror(&persister, &ledger, None, orders.clone())
             .await
             .unwrap();
+        assert_eq!(announced, if time == 0 { ids.clone() } else { Vec::new() });
     }
     // A batch that repeats an order inside itself, too.
-    persist_and_mirror(
+    let announced = persist_and_mirror(
         &persister,
         &ledger,
+        None,
         vec![orders[0].clone(), orders[0].clone()],
     )
     .await
     .unwrap();
+    assert!(announced.is_empty());
     let rows = store.activity_orders(activity.as_str()).await.unwrap();
     assert_eq!(rows.len(), 3);
     assert!(rows.values().all(|r| r.items == 1));
