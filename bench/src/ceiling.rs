@@ -10,8 +10,8 @@ use seckill_ledger::scripts::SCRIPTS;
 use seckill_ledger::{ActivityId, ActivityKeys, Ledger, NewActivity};
 use seckill_service::now_ms;
 
-use crate::run::{Options, Service};
 use crate::report::DeductCeiling;
+use crate::run::{Options, Service};
 use crate::tools::{parse_redis_benchmark, run_tool};
 
 /// Attempts per `deduct.lua` call in the batched ceiling (the gateway's batches vary with the
@@ -52,12 +52,9 @@ pub async fn redis_ceiling(
     let mut script_keys: Vec<String> = keys.deduct_keys().map(String::from).to_vec();
     // The order-id index key of each attempt's random order id (redis-benchmark draws each
     // placeholder anew).
-    script_keys.extend((0..attempts).map(|_| {
-        format!(
-            "{}__rand_int__",
-            seckill_ledger::keys::ORDER_INDEX_PREFIX
-        )
-    }));
+    script_keys.extend(
+        (0..attempts).map(|_| format!("{}__rand_int__", seckill_ledger::keys::ORDER_INDEX_PREFIX)),
+    );
     let key_count = script_keys.len().to_string();
     let mut args: Vec<String> = [
         "-h",

@@ -8,13 +8,14 @@ use std::time::Instant;
 const TICKS_PER_S: f64 = 100.0;
 
 /// The stack's processes, by the start of their command name (/proc/<pid>/comm keeps 15 bytes).
-const GROUPS: [(&str, &str); 6] = [
+const GROUPS: [(&str, &str); 7] = [
     ("seckill-gateway", "gateway"),
     ("seckill-order-w", "writer"),
     ("redis-server", "redis"),
     ("rocketmq-broker", "rocketmq"),
     ("rocketmq-namesr", "rocketmq"),
     ("postgres", "postgresql"),
+    ("wrk", "wrk"),
 ];
 
 /// CPU ticks used so far, machine-wide and by group.

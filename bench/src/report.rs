@@ -116,6 +116,8 @@ pub struct ScenarioReport {
     pub ratio_to_healthz: f64,
     /// Attempts/s over the batched Redis ceiling (wins/s) under the stack's fsync mode.
     pub ratio_to_redis: f64,
+    /// The stack's Redis `appendfsync` during the scenario.
+    pub redis_appendfsync: String,
     /// Attempts per `deduct.lua` call the gateway made (its batches' mean size).
     pub attempts_per_deduct_call: Option<f64>,
     pub outcomes: BTreeMap<String, OutcomeLatency>,
@@ -173,10 +175,17 @@ pub fn thousands(value: f64) -> String {
 /// `| name | units/s | µs of core time per unit for each component | total |`.
 fn per_unit_row(name: &str, per_s: f64, cores: &BTreeMap<String, f64>) -> String {
     let us = |c: f64| format!("{:.0}", c / per_s.max(1e-9) * 1e6);
-    let parts: Vec<String> = ["gateway", "redis", "rocketmq", "writer", "postgresql", "other"]
-        .iter()
-        .map(|group| us(cores.get(*group).copied().unwrap_or(0.0)))
-        .collect();
+    let parts: Vec<String> = [
+        "gateway",
+        "redis",
+        "rocketmq",
+        "writer",
+        "postgresql",
+        "other",
+    ]
+    .iter()
+    .map(|group| us(cores.get(*group).copied().unwrap_or(0.0)))
+    .collect();
     format!(
         "| {name} | {} | {} | {} |",
         thousands(per_s),
@@ -237,16 +246,17 @@ impl Report {
             c.stack_appendfsync
         );
         md.push_str(
-            "| scenario | attempts/s | p50 | p99 | p99.9 | ÷ healthz | ÷ Redis | attempts per deduct call | wins | rows | win→row p50 / p99 | writer orders/s | checks |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+            "| scenario | appendfsync | attempts/s | p50 | p99 | p99.9 | ÷ healthz | ÷ Redis | attempts per deduct call | wins | rows | win→row p50 / p99 | writer orders/s | checks |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         );
         for s in &self.scenarios {
             let p = &s.persistence;
             let failed: Vec<&str> = s.verdict.violations().map(|c| c.name).collect();
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} / {} | {} | {} |",
+                "| {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} / {} | {} | {} |",
                 s.name,
+                s.redis_appendfsync,
                 thousands(s.wrk.per_second),
                 percentiles(&s.wrk.latency_ms),
                 s.ratio_to_healthz,
@@ -283,23 +293,24 @@ impl Report {
             }
         }
         md.push_str(
-            "\nWhere the cores went during the wrk run (cores busy, of the machine's all; \"other\" \
-             is wrk itself, the kernel and the rest):\n\n\
-             | scenario | gateway | redis | rocketmq | writer | postgresql | other | idle |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|\n",
+            "\nWhere the cores went during the wrk run (cores busy, of the machine's all; wrk is the \
+             load generator; \"other\" is the kernel's work outside these processes and the rest):\n\n\
+             | scenario | gateway | redis | rocketmq | writer | postgresql | wrk | other | idle |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for s in &self.scenarios {
             let core = |name: &str| s.cpu_cores.get(name).copied().unwrap_or(0.0);
             let busy: f64 = s.cpu_cores.values().sum();
             let _ = writeln!(
                 md,
-                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 s.name,
                 core("gateway"),
                 core("redis"),
                 core("rocketmq"),
                 core("writer"),
                 core("postgresql"),
+                core("wrk"),
                 core("other"),
                 (self.machine.cores as f64 - busy).max(0.0)
             );
@@ -312,10 +323,9 @@ impl Report {
             .collect();
         if !winning.is_empty() {
             md.push_str(
-                "\nCore time per win during the wrk run (µs of CPU per 202 answered; the load \
-                 generator is in \"other\"):\n\n\
-                 | scenario | wins/s | gateway | redis | rocketmq | writer | postgresql | other | total |\n\
-                 |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                "\nCore time per win during the wrk run (µs of CPU per 202 answered):\n\n\
+                 | scenario | wins/s | gateway | redis | rocketmq | writer | postgresql | wrk | other | total |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             );
             for s in winning {
                 let per_s = s.wrk.status(202) as f64 / s.wrk.seconds;
@@ -347,8 +357,8 @@ impl Report {
             }
             md.push_str(
                 "\nCore time per order while draining (µs of CPU per order):\n\n\
-                 | scenario | orders/s | gateway | redis | rocketmq | writer | postgresql | other | total |\n\
-                 |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                 | scenario | orders/s | gateway | redis | rocketmq | writer | postgresql | wrk | other | total |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             );
             for (s, d) in &drains {
                 // Over the whole window from the writer's start to the end of polling.

@@ -41,6 +41,10 @@ pub enum Scenario {
     Repeat,
     /// 200,000 orders won with the writer stopped, then the writer started: how fast it drains.
     Drain,
+    /// `hot` with the stack's Redis switched to `appendfsync everysec` for the scenario.
+    HotEverysec,
+    /// `hot` with the stack's Redis switched to `appendfsync always` for the scenario.
+    HotAlways,
 }
 
 impl Scenario {
@@ -59,6 +63,8 @@ impl Scenario {
             Scenario::Soldout => "soldout",
             Scenario::Repeat => "repeat",
             Scenario::Drain => "drain",
+            Scenario::HotEverysec => "hot-everysec",
+            Scenario::HotAlways => "hot-always",
         }
     }
 
@@ -71,6 +77,8 @@ impl Scenario {
             Scenario::Drain => {
                 "every unit won with the writer stopped, then the writer started: its drain rate"
             }
+            Scenario::HotEverysec => "`hot` with Redis fsyncing its AOF once a second",
+            Scenario::HotAlways => "`hot` with Redis fsyncing its AOF before every reply",
         }
     }
 
@@ -82,6 +90,16 @@ impl Scenario {
             Scenario::Soldout => (200_000, 0, 1),
             Scenario::Repeat => (1_000, 1_000_000, 1),
             Scenario::Drain => (250_000, DRAIN_ORDERS, 1),
+            Scenario::HotEverysec | Scenario::HotAlways => Scenario::Hot.shape(),
+        }
+    }
+
+    /// The `appendfsync` mode the scenario runs the stack's Redis with (`None`: as it is).
+    fn appendfsync(self) -> Option<&'static str> {
+        match self {
+            Scenario::HotEverysec => Some("everysec"),
+            Scenario::HotAlways => Some("always"),
+            _ => None,
         }
     }
 }
@@ -358,6 +376,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         writer.alive()?;
         gateway.alive()?;
         settle().await?;
+        if let Some(mode) = scenario.appendfsync() {
+            set_appendfsync(&ledger, mode).await?;
+        }
         let report = run_scenario(
             opts,
             &env,
@@ -370,7 +391,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             id,
         )
         .await
-        .with_context(|| format!("scenario {}", scenario.name()))?;
+        .with_context(|| format!("scenario {}", scenario.name()));
+        // Back to the stack's own setting, whatever happened.
+        set_appendfsync(&ledger, &ceilings.stack_appendfsync).await?;
+        let report = report?;
         scenarios.push(report);
     }
     let ok = scenarios.iter().all(|s| s.verdict.ok());
@@ -395,6 +419,16 @@ async fn appendfsync(ledger: &Ledger) -> anyhow::Result<String> {
         .query_async(&mut ledger.connection())
         .await?;
     Ok(reply.get(1).cloned().unwrap_or_else(|| "unknown".into()))
+}
+
+async fn set_appendfsync(ledger: &Ledger, mode: &str) -> anyhow::Result<()> {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg(mode)
+        .query_async(&mut ledger.connection())
+        .await?;
+    Ok(())
 }
 
 /// Prefix of the activities the harness creates (`bench-<unix time>-<scenario>`).
@@ -444,6 +478,9 @@ async fn forget_earlier_runs(ledger: &Ledger, database: &Store) -> anyhow::Resul
     let rows = database
         .remove_orders_matching(&format!("{RUN_PREFIX}%"))
         .await?;
+    if rows > 0 {
+        database.vacuum_orders().await?;
+    }
     if !earlier.is_empty() || rows > 0 {
         say(&format!(
             "removed {} activities and {} order rows of earlier runs",
@@ -536,6 +573,7 @@ async fn run_scenario(
 ) -> anyhow::Result<ScenarioReport> {
     let name = scenario.name();
     let (default_users, stock, limit) = scenario.shape();
+    let redis_appendfsync = appendfsync(ledger).await?;
     let users = opts.users.unwrap_or(default_users);
     say(&format!(
         "scenario {name}: {} — {} users, stock {}, limit {limit}",
@@ -723,6 +761,7 @@ async fn run_scenario(
         per_user_limit: limit,
         ratio_to_healthz: wrk.per_second / ceilings.healthz.per_second.max(1e-9),
         ratio_to_redis: wrk.per_second / ceilings.redis_wins_per_second().max(1e-9),
+        redis_appendfsync,
         attempts_per_deduct_call: (window.deduct_calls > 0)
             .then(|| window.deduct_attempts as f64 / window.deduct_calls as f64),
         wrk,

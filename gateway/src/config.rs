@@ -156,7 +156,14 @@ impl Config {
             file.payment_secret,
             "the HMAC key that signs payment notifications (X-Signature)",
         )?;
-        let defaults = crate::publish::Batching::default();
+        let confirm_text = settings.get("SECKILL_CONFIRM", file.confirm, "ledger".to_owned())?;
+        let confirm: Confirm = confirm_text.parse().map_err(|()| {
+            ConfigError::new(format!(
+                "SECKILL_CONFIRM={confirm_text:?} must be `ledger` (answer at the ledger's commit) \
+                 or `broker` (answer once the broker stored the order)"
+            ))
+        })?;
+        let defaults = crate::publish::Batching::for_confirm(confirm);
         let batching = crate::publish::Batching {
             senders: settings.positive(
                 "SECKILL_PUBLISH_SENDERS",
@@ -169,13 +176,6 @@ impl Config {
                 defaults.linger.as_micros() as u64,
             )?),
         };
-        let confirm_text = settings.get("SECKILL_CONFIRM", file.confirm, "ledger".to_owned())?;
-        let confirm: Confirm = confirm_text.parse().map_err(|()| {
-            ConfigError::new(format!(
-                "SECKILL_CONFIRM={confirm_text:?} must be `ledger` (answer at the ledger's commit) \
-                 or `broker` (answer once the broker stored the order)"
-            ))
-        })?;
         let clocks = Timing::default();
         let timing = Timing {
             publish_wait: settings.duration(

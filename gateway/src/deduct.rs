@@ -14,8 +14,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use seckill_ledger::ledger::{Attempt, DeductOutcome};
 use seckill_ledger::id::IdGenerator;
+use seckill_ledger::ledger::{Attempt, DeductOutcome};
 use seckill_ledger::{ActivityId, Ledger, LedgerError, OrderId, UserId};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -61,7 +61,12 @@ pub struct Deducter {
 impl Deducter {
     /// Starts the batcher with `slots` script calls in flight at most; it ends when the
     /// deducter is dropped.
-    pub fn start(ledger: Ledger, ids: Arc<IdGenerator>, slots: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        ledger: Ledger,
+        ids: Arc<IdGenerator>,
+        slots: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE);
         tokio::spawn(batch_loop(receiver, ledger, slots.max(1), metrics));
         Deducter { queue, ids }

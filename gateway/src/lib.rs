@@ -54,8 +54,8 @@ use tokio::sync::watch;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::limit::Limits;
 use crate::deduct::Deducter;
+use crate::limit::Limits;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 

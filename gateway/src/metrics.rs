@@ -121,6 +121,14 @@ impl Metrics {
         self.redis_calls.load(Ordering::Relaxed)
     }
 
+    /// (calls of `deduct.lua`, attempts they carried).
+    pub fn deduct_batches(&self) -> (u64, u64) {
+        (
+            self.deduct_calls.load(Ordering::Relaxed),
+            self.deduct_attempts.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn sold_out_short_circuits(&self) -> u64 {
         self.sold_out_short_circuits.load(Ordering::Relaxed)
     }

@@ -32,11 +32,17 @@ pub struct Batching {
     pub linger: Duration,
 }
 
-impl Default for Batching {
-    fn default() -> Self {
+impl Batching {
+    /// The defaults: with `SECKILL_CONFIRM=ledger` the winner is answered before the publish,
+    /// so a batch may wait 5 ms to grow (fewer, bigger sends: less broker CPU per order); with
+    /// `broker` the winner waits for the send, so 1 ms.
+    pub fn for_confirm(confirm: crate::config::Confirm) -> Self {
         Batching {
             senders: 4,
-            linger: Duration::from_micros(1000),
+            linger: match confirm {
+                crate::config::Confirm::Ledger => Duration::from_millis(5),
+                crate::config::Confirm::Broker => Duration::from_millis(1),
+            },
         }
     }
 }

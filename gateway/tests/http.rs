@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -409,6 +409,62 @@ async fn a_crowd_over_http_buys_exactly_the_stock() {
         .unwrap()
         .unwrap();
     assert_eq!((audit.stock, audit.reserved, audit.orders), (0, 50, 50));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_attempts_share_script_calls_and_each_gets_its_own_outcome() {
+    let gw = Arc::new(TestGateway::start(&[]).await);
+    let ledger = ledger_at(&redis_url()).await;
+    let id = open(&ledger, "batched", 100, 1).await;
+    // 300 buyers, each trying twice at the same time: 600 attempts on 100 units.
+    let tasks: Vec<_> = (0..600)
+        .map(|i| {
+            let (gw, id) = (gw.clone(), id.clone());
+            tokio::spawn(async move {
+                let user = format!("twice{}", i % 300);
+                let r = gw.attempt(&id, &user).await;
+                (
+                    user,
+                    r.status,
+                    r.json["order_id"].as_str().map(str::to_owned),
+                )
+            })
+        })
+        .collect();
+    let mut won: HashMap<String, String> = HashMap::new();
+    let mut repeats = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (user, StatusCode::ACCEPTED, Some(order)) => {
+                assert!(won.insert(user, order).is_none(), "a buyer won twice");
+            }
+            (user, StatusCode::OK, Some(order)) => repeats.push((user, order)),
+            (_, StatusCode::CONFLICT, None) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won.len(), 100, "exactly the stock is sold");
+    // A repeat names the buyer's own winning order.
+    for (user, order) in repeats {
+        assert_eq!(won.get(&user), Some(&order));
+    }
+    // This gateway's own counters: every attempt reached Redis (nothing was sold out locally
+    // before the first answers) in fewer script calls than attempts.
+    let (calls, attempts) = gw.app.metrics.deduct_batches();
+    assert!(attempts >= 100, "{attempts}");
+    assert!(
+        calls < attempts,
+        "{attempts} attempts reached Redis in {calls} calls: none were batched"
+    );
+    let audit = ledger
+        .audit(&ActivityKeys::new(&id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (audit.stock, audit.reserved, audit.orders, audit.buyers),
+        (0, 100, 100, 100)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -333,7 +333,10 @@ impl Ledger {
                 None => return Err(contract(&SCRIPTS.deduct, "no outcome for the attempt")),
             }
         }
-        Err(contract(&SCRIPTS.deduct, "three order ids in a row were taken"))
+        Err(contract(
+            &SCRIPTS.deduct,
+            "three order ids in a row were taken",
+        ))
     }
 
     /// Several attempts on one activity in ONE script call, decided in order as if made one
@@ -375,40 +378,43 @@ impl Ledger {
         replies
             .into_iter()
             .zip(attempts)
-            .map(|((code, returned, stock_left, status, record), (_, order_id))| {
-                Ok(Some(match code {
-                    0 => {
-                        let record: OrderRecord =
-                            serde_json::from_str(&record).map_err(|e| LedgerError::Record {
-                                key: keys.orders.clone(),
-                                source: e,
-                            })?;
-                        if record.order_id != parse_id(&returned)? || record.order_id != *order_id
-                        {
-                            return Err(contract(script, "record and order id disagree"));
+            .map(
+                |((code, returned, stock_left, status, record), (_, order_id))| {
+                    Ok(Some(match code {
+                        0 => {
+                            let record: OrderRecord =
+                                serde_json::from_str(&record).map_err(|e| LedgerError::Record {
+                                    key: keys.orders.clone(),
+                                    source: e,
+                                })?;
+                            if record.order_id != parse_id(&returned)?
+                                || record.order_id != *order_id
+                            {
+                                return Err(contract(script, "record and order id disagree"));
+                            }
+                            DeductOutcome::Won {
+                                record: Box::new(record),
+                                stock_left,
+                            }
                         }
-                        DeductOutcome::Won {
-                            record: Box::new(record),
-                            stock_left,
-                        }
-                    }
-                    1 => DeductOutcome::Repeat {
-                        order_id: if returned.is_empty() {
-                            None
-                        } else {
-                            Some(parse_id(&returned)?)
+                        1 => DeductOutcome::Repeat {
+                            order_id: if returned.is_empty() {
+                                None
+                            } else {
+                                Some(parse_id(&returned)?)
+                            },
+                            status: serde_json::from_value(serde_json::Value::String(status)).ok(),
                         },
-                        status: serde_json::from_value(serde_json::Value::String(status)).ok(),
-                    },
-                    2 => DeductOutcome::SoldOut { stock_left },
-                    3 => DeductOutcome::LimitExceeded,
-                    4 => DeductOutcome::NotStarted,
-                    5 => DeductOutcome::Ended,
-                    6 => DeductOutcome::NotFound,
-                    7 => return Ok(None),
-                    other => return Err(contract(script, format!("unknown code {other}"))),
-                }))
-            })
+                        2 => DeductOutcome::SoldOut { stock_left },
+                        3 => DeductOutcome::LimitExceeded,
+                        4 => DeductOutcome::NotStarted,
+                        5 => DeductOutcome::Ended,
+                        6 => DeductOutcome::NotFound,
+                        7 => return Ok(None),
+                        other => return Err(contract(script, format!("unknown code {other}"))),
+                    }))
+                },
+            )
             .collect()
     }
 

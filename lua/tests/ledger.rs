@@ -10,9 +10,7 @@ use seckill_ledger::ledger::{
     Attempt, CloseOutcome, ConfirmOutcome, CreateOutcome, DeductOutcome, ReleaseOutcome,
     RestockOutcome,
 };
-use seckill_ledger::{
-    ActivityId, ActivityKeys, Ledger, NewActivity, OrderId, OrderStatus, UserId,
-};
+use seckill_ledger::{ActivityId, ActivityKeys, Ledger, NewActivity, OrderId, OrderStatus, UserId};
 use seckill_service::now_ms;
 use seckill_testkit::{buy, fresh_id, leased_ids, ledger_at, open, redis_url, PrivateRedis};
 
@@ -164,16 +162,28 @@ async fn a_batch_is_decided_in_order_as_if_its_attempts_came_one_by_one() {
     // Everything a win writes, once per winner: buyers, latest order, outbox, index.
     let audit = ledger.audit(&keys).await.unwrap().unwrap();
     assert_eq!(
-        (audit.stock, audit.reserved, audit.orders, audit.outbox, audit.buyers),
+        (
+            audit.stock,
+            audit.reserved,
+            audit.orders,
+            audit.outbox,
+            audit.buyers
+        ),
         (0, 4, 3, 3, 2)
     );
     assert_eq!(audit.units_held, 4);
     for i in [0, 1, 4] {
-        assert!(ledger.order(batch[i].1).await.unwrap().is_some(), "attempt {i} indexed");
+        assert!(
+            ledger.order(batch[i].1).await.unwrap().is_some(),
+            "attempt {i} indexed"
+        );
     }
     // Alice's latest order is the second; a later attempt of hers is told so.
     assert_eq!(
-        ledger.deduct(&keys, attempt(&alice, 1), &ids).await.unwrap(),
+        ledger
+            .deduct(&keys, attempt(&alice, 1), &ids)
+            .await
+            .unwrap(),
         DeductOutcome::Repeat {
             order_id: Some(batch[1].1),
             status: Some(OrderStatus::Queued)
@@ -188,8 +198,10 @@ async fn a_taken_order_id_refuses_only_its_attempt_and_writes_nothing_for_it() {
     let keys = open_activity(&ledger, "taken", 10, 1).await;
     let ids = leased_ids(&ledger).await;
     let (alice, bob) = (user("alice"), user("bob"));
-    let DeductOutcome::Won { record, .. } =
-        ledger.deduct(&keys, attempt(&alice, 1), &ids).await.unwrap()
+    let DeductOutcome::Won { record, .. } = ledger
+        .deduct(&keys, attempt(&alice, 1), &ids)
+        .await
+        .unwrap()
     else {
         panic!("expected a win")
     };
@@ -197,7 +209,10 @@ async fn a_taken_order_id_refuses_only_its_attempt_and_writes_nothing_for_it() {
     let outcomes = ledger
         .deduct_batch(
             &keys,
-            &[(attempt(&bob, 1), record.order_id), (attempt(&bob, 1), fresh)],
+            &[
+                (attempt(&bob, 1), record.order_id),
+                (attempt(&bob, 1), fresh),
+            ],
         )
         .await
         .unwrap();
@@ -207,7 +222,11 @@ async fn a_taken_order_id_refuses_only_its_attempt_and_writes_nothing_for_it() {
         "{outcomes:?}"
     );
     // Alice's order is untouched; bob holds one unit.
-    let alice_order = ledger.order_in(&keys, record.order_id).await.unwrap().unwrap();
+    let alice_order = ledger
+        .order_in(&keys, record.order_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(alice_order.user_id, "alice");
     let audit = ledger.audit(&keys).await.unwrap().unwrap();
     assert_eq!((audit.stock, audit.orders, audit.buyers), (8, 2, 2));

@@ -74,12 +74,13 @@ pub struct OrderListener {
 /// Persist, schedule the payment timeouts (`lifecycle`, if given), then mirror
 /// `pending_payment` into the ledger: one script call per activity of the batch. So an order
 /// mirrored has its row and its timer. Returns the orders the batch's `ORDER_CREATED` announced
-/// (those not persisted before).
+/// (see [`Persister::persist`] for `redelivered`).
 pub async fn persist_and_mirror(
     persister: &Persister,
     ledger: &Ledger,
     lifecycle: Option<&Lifecycle>,
     orders: Vec<OrderRecord>,
+    redelivered: bool,
 ) -> Result<Vec<OrderId>, ConsumeError> {
     let started = std::time::Instant::now();
     let count = orders.len();
@@ -94,7 +95,7 @@ pub async fn persist_and_mirror(
         Some(_) => orders.clone(),
         None => Vec::new(),
     };
-    let announced = persister.persist(orders).await?;
+    let announced = persister.persist(orders, redelivered).await?;
     if let Some(lifecycle) = lifecycle {
         // The payment window starts now; a lost timeout is caught by the sweep.
         lifecycle.schedule_timeouts(&created).await;
@@ -134,7 +135,9 @@ impl MessageListenerConcurrently for OrderListener {
             return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
         }
         let mut orders = Vec::with_capacity(msgs.len());
+        let mut redelivered = false;
         for msg in msgs.iter().filter(|m| self.filter.wants(m)) {
+            redelivered |= msg.reconsume_times() > 0;
             match decode_order(msg.get_body().map(|b| b.as_ref()).unwrap_or_default()) {
                 Ok(order) => orders.push(order),
                 // A message no writer can ever read: log it loudly, do not block the queue.
@@ -152,6 +155,7 @@ impl MessageListenerConcurrently for OrderListener {
             &self.ledger,
             Some(&self.lifecycle),
             orders,
+            redelivered,
         )) {
             Ok(_) => Ok(ConsumeConcurrentlyStatus::ConsumeSuccess),
             Err(e) => {

@@ -119,13 +119,25 @@ impl Persister {
         Ok(Persister { producer, store })
     }
 
-    /// Persists `orders` in one database transaction bound to one `ORDER_CREATED` event, which
-    /// announces only the orders not persisted before (a redelivered batch announces nothing
-    /// again). Ok, with the ids announced, only when every order is persisted.
-    pub async fn persist(&self, orders: Vec<OrderRecord>) -> Result<Vec<OrderId>, ConsumeError> {
-        let ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
-        // One indexed read per batch; only a redelivery or a republished order finds anything.
-        let known = self.store.existing(&ids).await?;
+    /// Persists `orders` in one database transaction bound to one `ORDER_CREATED` event. Ok,
+    /// with the ids the event announced, only when every order is persisted.
+    ///
+    /// A batch some of whose messages were `redelivered` reads first which of its orders are
+    /// persisted already and leaves them out of the event (so a redelivery announces nothing
+    /// twice). A first delivery skips that read: its orders are new unless the gateway's relay
+    /// republished one whose first message got through, which the event then announces again
+    /// (consumers of `seckill_order_event` dedupe by order id, as at-least-once delivery asks).
+    pub async fn persist(
+        &self,
+        orders: Vec<OrderRecord>,
+        redelivered: bool,
+    ) -> Result<Vec<OrderId>, ConsumeError> {
+        let known = if redelivered {
+            let ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
+            self.store.existing(&ids).await?
+        } else {
+            Default::default()
+        };
         let mut seen = std::collections::HashSet::new();
         let fresh: Vec<OrderRecord> = orders
             .into_iter()

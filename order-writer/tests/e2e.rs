@@ -127,7 +127,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
     // Only the first time announces the orders (ORDER_CREATED); repeats announce nothing.
     let ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
     for time in 0..3 {
-        let announced = persist_and_mirror(&persister, &ledger, None, orders.clone())
+        let announced = persist_and_mirror(&persister, &ledger, None, orders.clone(), time > 0)
             .await
             .unwrap();
         assert_eq!(announced, if time == 0 { ids.clone() } else { Vec::new() });
@@ -138,6 +138,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
         &ledger,
         None,
         vec![orders[0].clone(), orders[0].clone()],
+        true,
     )
     .await
     .unwrap();

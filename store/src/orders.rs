@@ -253,4 +253,15 @@ impl Store {
         tx.commit().await?;
         Ok(removed)
     }
+
+    /// VACUUM ANALYZE of the order tables, after a mass delete: until the next analysis the
+    /// planner would otherwise believe a table whose rows were all deleted still empty however
+    /// much is inserted meanwhile (no rows over its old pages), and plan scans of the whole table.
+    pub async fn vacuum_orders(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .batch_execute("VACUUM ANALYZE orders, order_items, payments")
+            .await?;
+        Ok(())
+    }
 }
