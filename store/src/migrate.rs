@@ -5,7 +5,10 @@ use std::collections::HashSet;
 use crate::{Store, StoreError};
 
 /// Embedded migrations, applied in order at start-up.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_orders.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_orders.sql")),
+    (2, include_str!("../migrations/0002_ids_byte_order.sql")),
+];
 
 impl Store {
     /// Applies the migrations not applied yet; several writers starting at once are serialized
