@@ -4,6 +4,7 @@
 #
 #   scripts/services.sh                      # everything: Redis, PostgreSQL, RocketMQ
 #   scripts/services.sh redis                # only what is named
+#   SECKILL_REDIS_APPENDFSYNC=always scripts/services.sh redis   # a Redis that fsyncs every write
 #
 # State lives under $SECKILL_STATE (default ~/.cache/seckill): data dirs and logs.
 set -euo pipefail
@@ -51,11 +52,12 @@ ensure_redis() {
   fi
   command -v redis-server >/dev/null || apt_install redis-server
   mkdir -p "$STATE/redis"
-  # AOF with fsync every second: the ledger is the source of truth for stock. The AOF is
+  # AOF, fsync'd every second unless SECKILL_REDIS_APPENDFSYNC=always (then before every reply: a 202
+  # then means on disk; see the README): the ledger is the source of truth for stock. The AOF is
   # rewritten (a fork writing the whole dataset) only past 1 GiB: a sale writes tens of MB a
   # minute, and with the default 64 MB a rewrite would take a core in the middle of one.
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
-    --dir "$STATE/redis" --appendonly yes --appendfsync everysec --save '' \
+    --dir "$STATE/redis" --appendonly yes --appendfsync "${SECKILL_REDIS_APPENDFSYNC:-everysec}" --save '' \
     --auto-aof-rewrite-min-size 1gb \
     --maxclients 10000 --logfile "$STATE/logs/redis.log"
   wait_for redis 10 redis-cli -p "$REDIS_PORT" ping

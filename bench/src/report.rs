@@ -181,6 +181,7 @@ fn per_unit_row(name: &str, per_s: f64, cores: &BTreeMap<String, f64>) -> String
         "rocketmq",
         "writer",
         "postgresql",
+        "wrk",
         "other",
     ]
     .iter()
