@@ -53,6 +53,8 @@ if now < tonumber(meta[1]) then
   return all(4)
 end
 
+local RECORD = '{"order_id":"%s","activity_id":"%s","user_id":"%s","quantity":%d,"amount_cents":%d,'
+  .. '"channel":%s,"status":"queued","created_at":%d,"per_user_limit":%d}'
 local limit = tonumber(meta[3])
 local price = tonumber(meta[4])
 local activity = ARGV[1]
@@ -79,7 +81,7 @@ for i = 1, attempts do
         out[i] = {1, previous, 0, 'queued', ''}
       else
         local record = redis.call('HGET', KEYS[6], previous)
-        out[i] = {1, previous, 0, record and cjson.decode(record).status or '', ''}
+        out[i] = {1, previous, 0, record and string.match(record, '"status":"([a-z_]+)"') or '', ''}
       end
     else
       out[i] = {3, '', 0, '', ''}
@@ -87,17 +89,10 @@ for i = 1, attempts do
   elseif stock < qty then
     out[i] = {2, '', stock, '', ''}
   else
-    local record = cjson.encode({
-      order_id = order_id,
-      activity_id = activity,
-      user_id = user,
-      quantity = qty,
-      amount_cents = qty * price,
-      channel = channel,
-      status = 'queued',
-      created_at = now,
-      per_user_limit = limit,
-    })
+    -- Built as text, not with cjson.encode: ids are [A-Za-z0-9_-] (the callers' types check it),
+    -- numbers are integers (%d: exact, never 1e+14), the channel is encoded as a JSON string.
+    local record = string.format(RECORD, order_id, activity, user, qty, qty * price,
+      cjson.encode(channel), now, limit)
     if redis.call('HSETNX', KEYS[6], order_id, record) == 0 then
       out[i] = {7, '', stock, '', ''}
     else

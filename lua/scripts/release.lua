@@ -35,7 +35,8 @@ end
 if redis.call('HGET', KEYS[4], order.user_id) == ARGV[1] then
   redis.call('HDEL', KEYS[4], order.user_id)
 end
-order.status = ARGV[2]
-redis.call('HSET', KEYS[5], ARGV[1], cjson.encode(order))
+-- The status is replaced in the stored text, never the record re-encoded (cjson would write a
+-- large amount as 1e+14).
+redis.call('HSET', KEYS[5], ARGV[1], (string.gsub(raw, '"status":"[a-z_]+"', '"status":"' .. ARGV[2] .. '"', 1)))
 redis.call('SADD', KEYS[6], ARGV[1])
 return {0, stock}

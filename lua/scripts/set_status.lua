@@ -22,9 +22,10 @@ if order.status == ARGV[2] then
 end
 for i = 3, #ARGV do
   if order.status == ARGV[i] then
-    order.status = ARGV[2]
-    redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(order))
-    return {0, order.status}
+    -- The status is replaced in the stored text, never the record re-encoded (cjson would
+    -- write a large amount as 1e+14).
+    redis.call('HSET', KEYS[1], ARGV[1], (string.gsub(raw, '"status":"[a-z_]+"', '"status":"' .. ARGV[2] .. '"', 1)))
+    return {0, ARGV[2]}
   end
 end
 return {3, order.status}

@@ -234,6 +234,59 @@ async fn a_taken_order_id_refuses_only_its_attempt_and_writes_nothing_for_it() {
 }
 
 #[tokio::test]
+async fn a_large_amount_stays_exact_through_win_payment_and_release() {
+    // 10^14 cents: cjson writes it as 1e+14, which no reader could take for an integer; the
+    // record must keep it exact however its status changes.
+    let ledger = ledger().await;
+    let id = fresh_id("large");
+    let mut new = activity(&id, 10, 1, -1_000, 3_600_000);
+    new.price_cents = 100_000_000_000_000;
+    assert_eq!(
+        ledger.create_activity(&new).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let keys = ActivityKeys::new(&id);
+    let ids = leased_ids(&ledger).await;
+    let (a, b) = (user("rich-a"), user("rich-b"));
+    let mut orders = Vec::new();
+    for buyer in [&a, &b] {
+        let DeductOutcome::Won { record, .. } =
+            ledger.deduct(&keys, attempt(buyer, 1), &ids).await.unwrap()
+        else {
+            panic!("expected a win")
+        };
+        assert_eq!(record.amount_cents, 100_000_000_000_000);
+        orders.push(record.order_id);
+    }
+    assert_eq!(
+        ledger.confirm(&keys, orders[0]).await.unwrap(),
+        ConfirmOutcome::Confirmed
+    );
+    assert!(matches!(
+        ledger
+            .release(&keys, orders[1], OrderStatus::Cancelled)
+            .await
+            .unwrap(),
+        ReleaseOutcome::Released { .. }
+    ));
+    for (order, status) in [
+        (orders[0], OrderStatus::Paid),
+        (orders[1], OrderStatus::Cancelled),
+    ] {
+        let record = ledger
+            .order_in(&keys, order)
+            .await
+            .unwrap()
+            .expect("readable");
+        assert_eq!(
+            (record.amount_cents, record.status),
+            (100_000_000_000_000, status)
+        );
+    }
+    assert_balanced(&ledger, &keys).await;
+}
+
+#[tokio::test]
 async fn repeat_limit_sold_out_window_and_unknown() {
     let ledger = ledger().await;
     let ids = leased_ids(&ledger).await;

@@ -157,6 +157,9 @@ pub fn consumer(runtime: &MqRuntime, options: &ConsumerOptions) -> DefaultMQPush
         // pulls to ever fill.
         .pull_batch_size(options.batch.max(32))
         .pull_interval(options.pull_interval.as_millis() as u64)
+        // Room for a few pulls per queue while the listener works on the last (the client stops
+        // pulling a queue holding more than this many unconsumed messages; default 1000).
+        .pull_threshold_for_queue(4 * options.batch.max(256))
         .consume_thread_min(CONSUME_THREADS)
         .consume_thread_max(CONSUME_THREADS)
         .await_termination_millis_when_shutdown(options.shutdown_wait.as_millis() as u64)
