@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::catalog::Activity;
 use crate::metrics::Metrics;
 
-/// Attempts in one script call at most (the script's arguments: 4 per attempt).
+/// Attempts in one script call at most (the script's arguments: 4 per attempt; the ledger takes
+/// up to [`seckill_ledger::ledger::MAX_DEDUCT_BATCH`]).
 pub const MAX_ATTEMPTS: usize = 64;
 /// Queue between requests and the batcher; when full, requests wait (the in-flight permit
 /// bounds how many can).

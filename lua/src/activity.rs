@@ -111,6 +111,11 @@ impl NewActivity {
             "name must be 1 to 200 bytes"
         } else if self.price_cents < 0 {
             "price must not be negative"
+        } else if i128::from(self.price_cents) * i128::from(self.per_user_limit) > MAX_EXACT_AMOUNT
+        {
+            // deduct.lua computes an order's amount (quantity × price, quantity ≤ the limit) in
+            // Lua numbers, exact only up to 2^53.
+            "price × per-user limit must be at most 9007199254740992 cents (2^53)"
         } else if self.stock_total < 0 {
             "stock must not be negative"
         } else if self.per_user_limit == 0 {
@@ -126,6 +131,9 @@ impl NewActivity {
         })
     }
 }
+
+/// The largest amount (cents) `deduct.lua` computes exactly: Lua numbers are doubles.
+pub const MAX_EXACT_AMOUNT: i128 = 1 << 53;
 
 /// An activity definition the ledger refuses to store, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -150,6 +158,24 @@ mod tests {
             ends_at_ms: 2_000,
             closed: false,
         }
+    }
+
+    #[test]
+    fn an_amount_lua_cannot_compute_exactly_is_refused() {
+        let id = ActivityId::parse("amounts").unwrap();
+        let activity = |price_cents, per_user_limit| NewActivity {
+            id: id.clone(),
+            name: "x".into(),
+            price_cents,
+            stock_total: 10,
+            per_user_limit,
+            starts_at_ms: 0,
+            ends_at_ms: 1,
+        };
+        assert!(activity(90_071_992_547_409, 100).validate().is_ok());
+        let refused = activity(90_071_992_547_410, 100).validate().unwrap_err();
+        assert!(refused.problem.contains("2^53"), "{refused}");
+        assert!(activity(i64::MAX, 1).validate().is_err());
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub enum DeductOutcome {
     NotFound,
 }
 
+/// Attempts [`Ledger::deduct_batch`] takes in one call at most.
+pub const MAX_DEDUCT_BATCH: usize = 1000;
+
 /// One buyer's attempt.
 #[derive(Clone, Copy, Debug)]
 pub struct Attempt<'a> {
@@ -349,6 +352,18 @@ impl Ledger {
         attempts: &[(Attempt<'_>, OrderId)],
     ) -> Result<Vec<Option<DeductOutcome>>, LedgerError> {
         let script = &SCRIPTS.deduct;
+        // The script writes a batch's winners with one command per key (`unpack` of two values
+        // per winner), and Lua refuses to unpack about 8000 values: past that the records would
+        // be written and the stock not taken. Refused here, before anything is written.
+        if attempts.len() > MAX_DEDUCT_BATCH {
+            return Err(contract(
+                script,
+                format!(
+                    "{} attempts in one call; at most {MAX_DEDUCT_BATCH}",
+                    attempts.len()
+                ),
+            ));
+        }
         let index: Vec<String> = attempts
             .iter()
             .map(|(_, id)| keys::order_index(id.0))

@@ -234,6 +234,38 @@ async fn a_taken_order_id_refuses_only_its_attempt_and_writes_nothing_for_it() {
 }
 
 #[tokio::test]
+async fn a_batch_too_big_for_the_script_is_refused_before_anything_is_written() {
+    let ledger = ledger().await;
+    // 4,001 winners: Lua cannot unpack the 8,002 values of their buyers and outbox entries, so
+    // the script would fail after writing every record, with the stock still there to sell again.
+    let keys = open_activity(&ledger, "toobig", 5_000, 1).await;
+    let ids = leased_ids(&ledger).await;
+    let users: Vec<UserId> = (0..4_001).map(|i| user(&format!("u{i}"))).collect();
+    let batch: Vec<(Attempt<'_>, OrderId)> = users
+        .iter()
+        .map(|u| (attempt(u, 1), ids.next_id()))
+        .collect();
+    assert!(matches!(
+        ledger.deduct_batch(&keys, &batch).await,
+        Err(seckill_ledger::LedgerError::Contract { .. })
+    ));
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!((audit.stock, audit.orders), (5_000, 0));
+    // The largest batch allowed goes through whole.
+    let allowed = &batch[..seckill_ledger::ledger::MAX_DEDUCT_BATCH];
+    let outcomes = ledger.deduct_batch(&keys, allowed).await.unwrap();
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Some(DeductOutcome::Won { .. }))));
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!(
+        (audit.stock, audit.orders, audit.outbox),
+        (4_000, 1_000, 1_000)
+    );
+    assert_balanced(&ledger, &keys).await;
+}
+
+#[tokio::test]
 async fn a_large_amount_stays_exact_through_win_payment_and_release() {
     // 10^14 cents: cjson writes it as 1e+14, which no reader could take for an integer; the
     // record must keep it exact however its status changes.

@@ -160,6 +160,10 @@ pub fn consumer(runtime: &MqRuntime, options: &ConsumerOptions) -> DefaultMQPush
         // Room for a few pulls per queue while the listener works on the last (the client stops
         // pulling a queue holding more than this many unconsumed messages; default 1000).
         .pull_threshold_for_queue(4 * options.batch.max(256))
+        .consume_concurrently_max_span(4 * options.batch.max(500))
+        // A pull may bring up to 1 MiB (the client's default, 256 KiB, would stop a pull of
+        // ~330-byte orders well short of 1024 messages; the broker allows 1 MiB).
+        .pull_batch_size_in_bytes(1 << 20)
         .consume_thread_min(CONSUME_THREADS)
         .consume_thread_max(CONSUME_THREADS)
         .await_termination_millis_when_shutdown(options.shutdown_wait.as_millis() as u64)
