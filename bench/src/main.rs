@@ -198,7 +198,10 @@ async fn go(cli: Cli) -> anyhow::Result<bool> {
             json,
         } => {
             let id = ActivityId::parse(&activity).map_err(anyhow::Error::msg)?;
-            let ledger = Ledger::connect(&LedgerConfig::new(cli.redis_url.clone())).await?;
+            // The checks audit every order of the sale: allow seconds per command.
+            let mut config = LedgerConfig::new(cli.redis_url.clone());
+            config.response_timeout = std::time::Duration::from_secs(60);
+            let ledger = Ledger::connect(&config).await?;
             let database = seckill_store::Store::connect(&cli.database_url, 2)
                 .await
                 .with_context(|| {

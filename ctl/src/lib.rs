@@ -95,10 +95,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CtlError> {
     }
 }
 
+/// How long one Redis command of `seckillctl` may take.
+pub const OPERATOR_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn connect_ledger(url: &str) -> Result<Ledger, CtlError> {
     let mut config = LedgerConfig::new(url);
     // One command at a time: a pool would only add connections to open.
     config.connections = 1;
+    // An operator's command may wait: `verify` walks every order of a sale (seconds on a big
+    // one), and a busy Redis answers late. The servers' 2 s bound is for requests, not this.
+    config.response_timeout = OPERATOR_REPLY_TIMEOUT;
     Ledger::connect(&config)
         .await
         .map_err(|source| CtlError::RedisUnreachable {

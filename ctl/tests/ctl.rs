@@ -366,6 +366,33 @@ async fn token_mint_single_and_ranges() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_command_waits_for_a_busy_redis_instead_of_timing_out() {
+    // verify's audit walks every order of a sale: on a big one, or behind another long command,
+    // Redis answers only after seconds. A Redis of our own, made to hold every command for 3 s.
+    let redis = PrivateRedis::start().await;
+    let ledger = ledger_at(&redis.url).await;
+    let id = open(&ledger, "busy", 10, 1).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3000)
+        .arg("ALL")
+        .query_async(&mut ledger.connection())
+        .await
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_seckillctl"))
+        .args(["verify", id.as_str(), "--ledger-only"])
+        .env("SECKILL_REDIS_URL", &redis.url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "verify behind a busy Redis: {} {}",
+        stdout(&output),
+        stderr(&output)
+    );
+}
+
 #[tokio::test]
 async fn verify_passes_a_clean_ledger_and_fails_a_doctored_one() {
     let ledger = ledger_at(&redis_url()).await;
