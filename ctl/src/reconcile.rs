@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use seckill_ledger::{ActivityId, ActivityKeys, Ledger, OrderRecord};
+use seckill_ledger::{ActivityId, ActivityKeys, Ledger, OrderRecord, OrderText};
 use seckill_messages::order::order_message;
 use seckill_messages::{Message, MqRuntime, MAX_BATCH};
 use seckill_service::redact_url;
@@ -73,7 +73,12 @@ async fn republish(orders: &[OrderRecord], namesrv: &str) -> Result<usize, CtlEr
     // Encoded before connecting: a record that cannot be encoded stops us before any send.
     let batches = orders
         .chunks(MAX_BATCH)
-        .map(|chunk| chunk.iter().map(order_message).collect())
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|order| OrderText::from_record(order).map(|text| order_message(&text)))
+                .collect()
+        })
         .collect::<Result<Vec<Vec<Message>>, _>>()?;
     let runtime = MqRuntime::start("seckillctl")?;
     let mut producer = seckill_messages::producer(&runtime, PRODUCER_GROUP, namesrv, SEND_TIMEOUT)

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::HeaderMap;
-use seckill_ledger::ledger::DeductOutcome;
+use seckill_ledger::ledger::{Buyer, DeductOutcome};
 use seckill_ledger::{ActivityId, LedgerError, UserId};
 use seckill_service::{now_ms, now_unix};
 use serde::Deserialize;
@@ -96,19 +96,77 @@ pub fn parse(
 }
 
 /// The part of phase 2 that needs the cached activity: window and sold-out flag.
-fn check_cached(app: &App, activity: &Activity, now_ms: i64) -> Result<(), Refusal> {
+async fn check_cached(
+    app: &App,
+    activity: &Arc<Activity>,
+    attempt: &ParsedAttempt,
+    now_ms: i64,
+) -> Result<(), AttemptOutcome> {
     let meta = &activity.meta;
     if meta.closed || now_ms >= meta.ends_at_ms {
-        return Err(Refusal::Ended);
+        return Err(Refusal::Ended.into());
     }
     if now_ms < meta.starts_at_ms {
-        return Err(Refusal::NotStarted);
+        return Err(Refusal::NotStarted.into());
     }
     if activity.is_sold_out() {
-        app.metrics.sold_out_short_circuit();
-        return Err(Refusal::SoldOut);
+        return Err(after_sell_out(app, activity, attempt).await);
     }
     Ok(())
+}
+
+/// An attempt on a flagged activity gets what `deduct.lua` would answer it with no stock left:
+/// its order (200) if the buyer holds their whole allowance, `limit_exceeded` if the quantity
+/// would take them over it, else `sold_out`. Buyers who hold nothing — nearly everyone — are
+/// answered from memory once the activity's holders are read ([`Catalog::holders`], once per
+/// sell-out); the ledger is asked only about a buyer who holds their whole allowance.
+///
+/// [`Catalog::holders`]: crate::catalog::Catalog::holders
+async fn after_sell_out(
+    app: &App,
+    activity: &Arc<Activity>,
+    attempt: &ParsedAttempt,
+) -> AttemptOutcome {
+    app.metrics.sold_out_short_circuit();
+    let limit = activity.meta.per_user_limit;
+    let held = match app.catalog.holders(activity, &app.metrics).await {
+        Ok(holders) => holders.get(attempt.user.as_str()).copied().unwrap_or(0),
+        Err(e) => return ledger_refusal(&e, "reading the buyers").into(),
+    };
+    if held.saturating_add(attempt.quantity) <= limit {
+        return Refusal::SoldOut.into();
+    }
+    if held < limit {
+        return Refusal::LimitExceeded.into();
+    }
+    let buyer = match ask_ledger(app, activity, attempt).await {
+        Ok(found) => found,
+        Err(r) => return r.into(),
+    };
+    match buyer.order {
+        Some(order) => AttemptOutcome::Repeat {
+            order_id: order.order_id,
+            status: order.status,
+        },
+        None => {
+            tracing::error!(activity = %activity.keys.id, user = %attempt.user, "buyer holds units but has no order");
+            Refusal::Internal.into()
+        }
+    }
+}
+
+/// One buyer's holding and latest order, from the ledger (rate-limited per user).
+async fn ask_ledger(
+    app: &App,
+    activity: &Activity,
+    attempt: &ParsedAttempt,
+) -> Result<Buyer, Refusal> {
+    app.limits.check_rate(&attempt.user)?;
+    app.metrics.redis_call();
+    app.ledger
+        .buyer(&activity.keys, &attempt.user)
+        .await
+        .map_err(|e| ledger_refusal(&e, "reading the buyer"))
 }
 
 /// Logs a ledger error once and turns it into what the client may see.
@@ -134,7 +192,7 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
     // Phase 2, local filters (no I/O).
     let cached = app.catalog.cached(&attempt.activity);
     match &cached {
-        Some(activity) => check_cached(app, activity, now)?,
+        Some(activity) => check_cached(app, activity, attempt, now).await?,
         None if app.catalog.known_missing(&attempt.activity) => {
             return Err(Refusal::ActivityNotFound.into())
         }
@@ -151,7 +209,7 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
             app.metrics.redis_call();
             match app.catalog.load(&attempt.activity).await {
                 Ok(Some(activity)) => {
-                    check_cached(app, &activity, now)?;
+                    check_cached(app, &activity, attempt, now).await?;
                     activity
                 }
                 Ok(None) => return Err(Refusal::ActivityNotFound.into()),

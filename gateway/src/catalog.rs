@@ -3,6 +3,10 @@
 //! The hot path reads this with no I/O and no lock: the map sits behind an `ArcSwap` (readers
 //! load a pointer; the rare writers copy the map). Each activity carries its own sold-out flag.
 //!
+//! After sell-out, the activity also holds the buyers who hold units, read once
+//! ([`Catalog::holders`]): a flagged attempt by one of them still gets their order (what
+//! `deduct.lua` would answer), everyone else is refused from memory.
+//!
 //! Freshness: a `sk:events` pub/sub listener applies `sold_out` / `stock_back` / `changed`
 //! events at once; because pub/sub can drop messages (reconnects), a refresher also reloads every
 //! cached activity every couple of seconds, which resets the flag from the real stock.
@@ -15,11 +19,17 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use seckill_ledger::event::LedgerEvent;
+use seckill_ledger::ledger::Counters;
 use seckill_ledger::{keys, ActivityId, ActivityKeys, ActivityMeta, Ledger, LedgerError};
-use tokio::sync::watch;
+use tokio::sync::{watch, OnceCell};
+
+use crate::metrics::Metrics;
 
 /// Bound on remembered missing ids (a flood of random ids must not grow memory).
 const MISSING_CAP: usize = 10_000;
+
+/// Buyers (user → units held) of a sold-out activity.
+pub type Holders = Arc<HashMap<String, u32>>;
 
 /// One cached activity.
 #[derive(Debug)]
@@ -28,11 +38,31 @@ pub struct Activity {
     pub keys: ActivityKeys,
     /// Set when this instance (or another, via pub/sub) saw the stock reach zero.
     sold_out: AtomicBool,
+    /// The ledger's counters when this entry was loaded (whether a reload may keep `holders`).
+    counters: Counters,
+    /// Read once after sell-out (concurrent askers wait for the one read); replaced by an empty
+    /// cell whenever the flag goes down, so a read begun before that is never used.
+    holders: ArcSwap<OnceCell<Holders>>,
 }
 
 impl Activity {
+    fn new(id: &ActivityId, meta: ActivityMeta, counters: Counters) -> Self {
+        Activity {
+            keys: ActivityKeys::new(id),
+            meta,
+            sold_out: AtomicBool::new(counters.stock <= 0),
+            counters,
+            holders: ArcSwap::from_pointee(OnceCell::new()),
+        }
+    }
+
     pub fn is_sold_out(&self) -> bool {
         self.sold_out.load(Ordering::Relaxed)
+    }
+
+    fn clear_sold_out(&self) {
+        self.sold_out.store(false, Ordering::Relaxed);
+        self.holders.store(Arc::new(OnceCell::new()));
     }
 }
 
@@ -89,11 +119,17 @@ impl Catalog {
             }
             return Ok(None);
         };
-        let activity = Arc::new(Activity {
-            keys: ActivityKeys::new(id),
-            meta,
-            sold_out: AtomicBool::new(counters.stock <= 0),
-        });
+        let activity = Arc::new(Activity::new(id, meta, counters));
+        // A periodic reload keeps the holders read after sell-out while nothing was won or
+        // given back since (every win adds an order; a release moves reserved).
+        if let Some(previous) = self.cached(id) {
+            let unchanged = |a: &Counters, b: &Counters| {
+                (a.stock, a.reserved, a.sold, a.orders) == (b.stock, b.reserved, b.sold, b.orders)
+            };
+            if activity.is_sold_out() && unchanged(&previous.counters, &activity.counters) {
+                activity.holders.store(previous.holders.load_full());
+            }
+        }
         self.entries.rcu(|map| {
             let mut map = HashMap::clone(map);
             map.insert(id.clone(), activity.clone());
@@ -114,8 +150,28 @@ impl Catalog {
 
     fn clear_sold_out(&self, id: &ActivityId) {
         if let Some(activity) = self.cached(id) {
-            activity.sold_out.store(false, Ordering::Relaxed);
+            activity.clear_sold_out();
         }
+    }
+
+    /// The buyers holding units in a sold-out activity, read once (`HSCAN` in pages, each
+    /// counted as a Redis call) however many attempts ask at once. No stock means no new buyers,
+    /// so the read stays true until the flag goes down (a release or restock), which drops it.
+    pub async fn holders(
+        &self,
+        activity: &Activity,
+        metrics: &Metrics,
+    ) -> Result<Holders, LedgerError> {
+        let cell = activity.holders.load_full();
+        cell.get_or_try_init(|| async {
+            let holders = self
+                .ledger
+                .holders(&activity.keys, || metrics.redis_call())
+                .await?;
+            Ok(Arc::new(holders))
+        })
+        .await
+        .cloned()
     }
 
     /// Applies one pub/sub event.

@@ -195,6 +195,10 @@ pub async fn handle(
         (&Method::GET, ["v1", "activities", id]) => {
             ("activity", ok_or_refusal(query::activity(&app, id).await))
         }
+        (&Method::GET, ["v1", "activities", id, "order"]) => (
+            "buyer_order",
+            ok_or_refusal(query::buyer_order(&app, &parts.headers, id).await),
+        ),
         (&Method::GET, ["v1", "orders", id]) => (
             "order",
             ok_or_refusal(query::order(&app, &parts.headers, id).await),
@@ -216,7 +220,12 @@ pub async fn handle(
         }
         (
             _,
-            ["v1", "activities", _] | ["v1", "orders", _] | ["healthz"] | ["readyz"] | ["metrics"],
+            ["v1", "activities", _]
+            | ["v1", "activities", _, "order"]
+            | ["v1", "orders", _]
+            | ["healthz"]
+            | ["readyz"]
+            | ["metrics"],
         ) => ("other", refusal(&Refusal::MethodNotAllowed)),
         _ => ("other", refusal(&Refusal::RouteNotFound)),
     };

@@ -49,8 +49,15 @@ impl Histogram {
 }
 
 /// Other endpoints, counted by route and status class.
-const ROUTES: [&str; 7] = [
-    "activity", "order", "payment", "healthz", "readyz", "metrics", "other",
+const ROUTES: [&str; 8] = [
+    "activity",
+    "buyer_order",
+    "order",
+    "payment",
+    "healthz",
+    "readyz",
+    "metrics",
+    "other",
 ];
 
 #[derive(Default)]

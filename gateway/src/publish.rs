@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rocketmq_client_rust::DefaultMQProducer;
 use rocketmq_model::result::SendStatus;
-use seckill_ledger::{ActivityId, ActivityKeys, Ledger, OrderRecord};
+use seckill_ledger::{ActivityId, ActivityKeys, Ledger, OrderText};
 use seckill_messages::order::order_message;
 use seckill_messages::{Message, MqError, MqRuntime, MAX_BATCH};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
@@ -50,7 +50,7 @@ impl Batching {
 const QUEUE: usize = 16 * 1024;
 
 struct Pending {
-    order: OrderRecord,
+    order: OrderText,
     /// The winner waiting for the broker (`SECKILL_CONFIRM=broker`); `None` once answered.
     done: Option<oneshot::Sender<bool>>,
 }
@@ -107,7 +107,7 @@ impl Publisher {
 
     /// Queues one won order and waits at most `wait` for the broker's confirmation.
     /// True only when the broker confirmed it.
-    pub async fn publish(&self, order: OrderRecord, wait: Duration) -> bool {
+    pub async fn publish(&self, order: OrderText, wait: Duration) -> bool {
         let (done, confirmed) = oneshot::channel();
         let queued = async {
             let pending = Pending {
@@ -122,7 +122,7 @@ impl Publisher {
     /// Queues one won order behind an answer already given (`SECKILL_CONFIRM=ledger`): the
     /// order is in the ledger's outbox, so if the queue is full (the broker far behind) it is
     /// left to the relay instead of making the winner wait. True when queued.
-    pub fn publish_behind(&self, order: OrderRecord) -> bool {
+    pub fn publish_behind(&self, order: OrderText) -> bool {
         self.queue.try_send(Pending { order, done: None }).is_ok()
     }
 
@@ -143,7 +143,7 @@ impl Publisher {
     }
 
     /// Sends orders now (the relay's path), then clears them from the outbox.
-    pub async fn publish_now(&self, orders: &[OrderRecord]) -> Result<(), MqError> {
+    pub async fn publish_now(&self, orders: &[OrderText]) -> Result<(), MqError> {
         for chunk in orders.chunks(MAX_BATCH) {
             send(
                 &self.producer,
@@ -238,7 +238,7 @@ async fn batch_loop(
             .is_ok();
             drop(permit);
             // Answer first; clearing the outbox is not on the buyer's clock.
-            let orders: Vec<OrderRecord> = batch
+            let orders: Vec<OrderText> = batch
                 .into_iter()
                 .map(|p| {
                     if let Some(done) = p.done {
@@ -261,9 +261,9 @@ async fn send<'a>(
     producer: &DefaultMQProducer,
     healthy: &AtomicBool,
     send_timeout: Duration,
-    orders: impl Iterator<Item = &'a OrderRecord>,
+    orders: impl Iterator<Item = &'a OrderText>,
 ) -> Result<(), MqError> {
-    let messages = orders.map(order_message).collect::<Result<Vec<_>, _>>()?;
+    let messages: Vec<Message> = orders.map(order_message).collect();
     let count = messages.len();
     let result = seckill_messages::send_batch(producer, messages, send_timeout).await;
     if let Err(e) = &result {
@@ -275,7 +275,7 @@ async fn send<'a>(
 
 /// Removes confirmed orders from their outboxes. A failure only means a later duplicate send
 /// (the writer is idempotent), so it is logged, not retried.
-async fn clear_outbox<'a>(ledger: &Ledger, orders: impl Iterator<Item = &'a OrderRecord>) {
+async fn clear_outbox<'a>(ledger: &Ledger, orders: impl Iterator<Item = &'a OrderText>) {
     let mut keys: HashMap<&str, ActivityKeys> = HashMap::new();
     let mut entries = Vec::new();
     for order in orders {

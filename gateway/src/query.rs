@@ -1,7 +1,7 @@
 //! The read endpoints: an activity as buyers see it, and an order as its owner sees it.
 
 use http::HeaderMap;
-use seckill_ledger::{ActivityId, OrderId, OrderRecord};
+use seckill_ledger::{ActivityId, ActivityKeys, OrderId, OrderRecord};
 use seckill_service::clock::rfc3339;
 use seckill_service::{now_ms, now_unix};
 use serde::Serialize;
@@ -89,14 +89,40 @@ pub async fn owned_order(
 }
 
 pub async fn order(app: &App, headers: &HeaderMap, order_id: &str) -> Result<OrderView, Refusal> {
-    let record = owned_order(app, headers, order_id).await?;
-    Ok(OrderView {
-        order_id: record.order_id,
-        activity_id: record.activity_id,
-        user_id: record.user_id,
-        quantity: record.quantity,
-        amount_cents: record.amount_cents,
-        status: record.status.as_str(),
-        created_at: rfc3339(record.created_at),
-    })
+    Ok(OrderView::from(owned_order(app, headers, order_id).await?))
+}
+
+/// `GET /v1/activities/{id}/order`: the bearer's latest order in an activity, whatever its
+/// status, from the ledger — how a buyer learns whether they won after an uncertain answer (a
+/// timeout, a 503). Rate-limited per user like an attempt.
+pub async fn buyer_order(
+    app: &App,
+    headers: &HeaderMap,
+    activity: &str,
+) -> Result<OrderView, Refusal> {
+    let activity = ActivityId::parse(activity).map_err(|_| Refusal::ActivityNotFound)?;
+    let user = auth::authenticate(headers, &app.token_key, now_unix())?;
+    app.limits.check_rate(&user)?;
+    app.metrics.redis_call();
+    app.ledger
+        .buyer(&ActivityKeys::new(&activity), &user)
+        .await
+        .map_err(|e| ledger_refusal(&e, "reading the buyer"))?
+        .order
+        .map(OrderView::from)
+        .ok_or(Refusal::OrderNotFound)
+}
+
+impl From<OrderRecord> for OrderView {
+    fn from(record: OrderRecord) -> Self {
+        OrderView {
+            order_id: record.order_id,
+            activity_id: record.activity_id,
+            user_id: record.user_id,
+            quantity: record.quantity,
+            amount_cents: record.amount_cents,
+            status: record.status.as_str(),
+            created_at: rfc3339(record.created_at),
+        }
+    }
 }

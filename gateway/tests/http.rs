@@ -124,6 +124,7 @@ async fn sold_out_and_after_sell_out_no_attempt_reaches_redis() {
         assert_eq!(gw.attempt(&id, user).await.status, StatusCode::ACCEPTED);
     }
     let evalsha_before = redis.calls("evalsha").await;
+    let hscan_before = redis.calls("hscan").await;
     let calls_before = gw.app.metrics.redis_calls();
     let short_before = gw.app.metrics.sold_out_short_circuits();
 
@@ -142,7 +143,9 @@ async fn sold_out_and_after_sell_out_no_attempt_reaches_redis() {
         evalsha_before,
         "an attempt reached Redis after sell-out"
     );
-    assert_eq!(gw.app.metrics.redis_calls(), calls_before);
+    // The buyers were read once, in one page, for all 200 (so a holder's retry is not refused).
+    assert_eq!(redis.calls("hscan").await - hscan_before, 1);
+    assert_eq!(gw.app.metrics.redis_calls() - calls_before, 1);
     assert_eq!(gw.app.metrics.sold_out_short_circuits() - short_before, 200);
 
     let view = gw.get(&format!("/v1/activities/{id}"), None).await;
@@ -153,6 +156,86 @@ async fn sold_out_and_after_sell_out_no_attempt_reaches_redis() {
         ),
         (Some("sold_out"), Some(0))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_always_learns_their_order_even_after_sell_out_or_cancellation() {
+    let gw = TestGateway::start(&[]).await;
+    let ledger = ledger_at(&redis_url()).await;
+    let id = open(&ledger, "mine", 2, 2).await;
+    let keys = ActivityKeys::new(&id);
+    let mine = format!("/v1/activities/{id}/order");
+    let buy = format!("/v1/activities/{id}/orders");
+
+    // Before any win: 404 order_not_found; no token: 401; an impossible id: 404.
+    let none = gw.get(&mine, Some(&token_for("ann"))).await;
+    assert_eq!(
+        (none.status, none.error()),
+        (StatusCode::NOT_FOUND, "order_not_found"),
+        "{}",
+        none.text
+    );
+    assert_eq!(gw.get(&mine, None).await.status, StatusCode::UNAUTHORIZED);
+    let bad = gw
+        .get("/v1/activities/no%20such/order", Some(&token_for("ann")))
+        .await;
+    assert_eq!(bad.status, StatusCode::NOT_FOUND);
+
+    // ann takes the whole allowance (2 units), which sells the activity out.
+    let won = gw
+        .send(
+            Method::POST,
+            &buy,
+            Some(&token_for("ann")),
+            br#"{"quantity":2}"#,
+        )
+        .await;
+    assert_eq!(won.status, StatusCode::ACCEPTED, "{}", won.text);
+    let order_id = won.json["order_id"].as_str().unwrap().to_owned();
+    let found = gw.get(&mine, Some(&token_for("ann"))).await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.text);
+    assert_eq!(
+        (
+            found.json["order_id"].as_str(),
+            found.json["status"].as_str()
+        ),
+        (Some(order_id.as_str()), Some("queued"))
+    );
+    assert_eq!(found.json["quantity"], 2);
+
+    // Sold out, flag up: ann's retry still gets her order (as the ledger would answer it);
+    // a buyer with nothing gets sold_out; one unit more than a holder may have: limit_exceeded.
+    let retry = gw.attempt(&id, "ann").await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
+    assert_eq!(retry.json["order_id"], order_id.as_str());
+    let late = gw.attempt(&id, "bea").await;
+    assert_eq!(
+        (late.status, late.error()),
+        (StatusCode::CONFLICT, "sold_out")
+    );
+    let other = gw.get(&mine, Some(&token_for("bea"))).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+
+    // Cancelled (stock back): the buyer still learns the order and that it was cancelled.
+    let order = seckill_ledger::OrderId::parse(&order_id).unwrap();
+    ledger
+        .release(&keys, order, seckill_ledger::OrderStatus::Cancelled)
+        .await
+        .unwrap();
+    let cancelled = gw.get(&mine, Some(&token_for("ann"))).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.text);
+    assert_eq!(
+        (
+            cancelled.json["order_id"].as_str(),
+            cancelled.json["status"].as_str()
+        ),
+        (Some(order_id.as_str()), Some("cancelled"))
+    );
+    // Wrong method on the route: 405.
+    let post = gw
+        .send(Method::POST, &mine, Some(&token_for("ann")), b"")
+        .await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,13 +260,18 @@ async fn sold_out_flag_travels_to_other_instances_and_clears_on_restock() {
         .await,
         "B never heard of the sell-out"
     );
+    // B reads the activity's buyers once (one call), then answers from its flag.
     let calls = b.app.metrics.redis_calls();
     assert_eq!(b.attempt(&id, "loser").await.error(), "sold_out");
+    assert_eq!(b.app.metrics.redis_calls(), calls + 1);
+    assert_eq!(b.attempt(&id, "loser2").await.error(), "sold_out");
     assert_eq!(
         b.app.metrics.redis_calls(),
-        calls,
+        calls + 1,
         "B answered from its flag"
     );
+    // The winner's retry on B still finds their order.
+    assert_eq!(b.attempt(&id, "winner").await.status, StatusCode::OK);
 
     // Stock comes back: every instance clears its flag and sells again.
     ledger.restock(&ActivityKeys::new(&id), 2).await.unwrap();

@@ -21,7 +21,7 @@ use crate::error::LedgerError;
 use crate::event::LedgerEvent;
 use crate::id::IdGenerator;
 use crate::keys::{self, ActivityId, ActivityKeys, UserId};
-use crate::order::{OrderId, OrderRecord, OrderStatus};
+use crate::order::{OrderId, OrderRecord, OrderStatus, OrderText};
 use crate::scripts::{Script, SCRIPTS};
 
 /// The local stack's Redis (`scripts/services.sh redis` starts it); every binary's default.
@@ -64,7 +64,7 @@ pub struct Ledger {
 pub enum DeductOutcome {
     /// A new order; `record` is exactly what the ledger stored (the order message body).
     Won {
-        record: Box<OrderRecord>,
+        record: Box<OrderText>,
         stock_left: i64,
     },
     /// The user's allowance was already used; their latest order and its status.
@@ -164,6 +164,15 @@ pub struct Counters {
     pub sold: i64,
     pub orders: i64,
     pub outbox: i64,
+}
+
+/// One buyer in one activity (see [`Ledger::buyer`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Buyer {
+    /// Units held now (won and not released).
+    pub held: u32,
+    /// Their latest order in the activity, whatever its status.
+    pub order: Option<OrderRecord>,
 }
 
 /// The exact, atomic audit of one activity (see `audit.lua`).
@@ -397,18 +406,23 @@ impl Ledger {
                 |((code, returned, stock_left, status, record), (_, order_id))| {
                     Ok(Some(match code {
                         0 => {
-                            let record: OrderRecord =
-                                serde_json::from_str(&record).map_err(|e| LedgerError::Record {
-                                    key: keys.orders.clone(),
-                                    source: e,
-                                })?;
-                            if record.order_id != parse_id(&returned)?
-                                || record.order_id != *order_id
-                            {
+                            // Not decoded: passed on as the message body. The script writes
+                            // the order id first; checked, so a record is never sent under
+                            // another order's id.
+                            let id = order_id.0.to_string();
+                            let names_it = record
+                                .strip_prefix("{\"order_id\":\"")
+                                .and_then(|rest| rest.strip_prefix(id.as_str()))
+                                .is_some_and(|rest| rest.starts_with('"'));
+                            if returned != id || !names_it {
                                 return Err(contract(script, "record and order id disagree"));
                             }
                             DeductOutcome::Won {
-                                record: Box::new(record),
+                                record: Box::new(OrderText {
+                                    order_id: *order_id,
+                                    activity_id: keys.id.as_str().to_owned(),
+                                    json: record,
+                                }),
                                 stock_left,
                             }
                         }
@@ -448,7 +462,6 @@ impl Ledger {
                     keys.stock.as_str(),
                     &keys.reserved,
                     &keys.buyers,
-                    &keys.user_order,
                     &keys.orders,
                     &keys.released,
                 ],
@@ -718,6 +731,57 @@ impl Ledger {
         .transpose()
     }
 
+    /// What `user` holds in an activity and their latest order there (`buyer.lua`, read only):
+    /// the order is kept after a release, so a buyer whose order was cancelled learns that too.
+    pub async fn buyer(&self, keys: &ActivityKeys, user: &UserId) -> Result<Buyer, LedgerError> {
+        let script = &SCRIPTS.buyer;
+        let (held, order_id, raw): (u32, String, String) = self
+            .eval(
+                script,
+                &[keys.buyers.as_str(), &keys.user_order, &keys.orders],
+                user.as_str(),
+            )
+            .await?;
+        let order = if order_id.is_empty() {
+            None
+        } else if raw.is_empty() {
+            return Err(contract(script, format!("order {order_id} has no record")));
+        } else {
+            Some(serde_json::from_str(&raw).map_err(|e| LedgerError::Record {
+                key: format!("{}[{order_id}]", keys.orders),
+                source: e,
+            })?)
+        };
+        Ok(Buyer { held, order })
+    }
+
+    /// Every buyer holding units in an activity, with their units (`HSCAN` in pages: a big
+    /// sale's buyers are read without blocking Redis; `on_call` runs before each page).
+    pub async fn holders(
+        &self,
+        keys: &ActivityKeys,
+        on_call: impl Fn(),
+    ) -> Result<HashMap<String, u32>, LedgerError> {
+        let mut conn = self.connection();
+        let mut holders = HashMap::new();
+        let mut cursor: u64 = 0;
+        loop {
+            on_call();
+            let (next, page): (u64, Vec<(String, u32)>) = redis::cmd("HSCAN")
+                .arg(&keys.buyers)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            holders.extend(page);
+            if next == 0 {
+                return Ok(holders);
+            }
+            cursor = next;
+        }
+    }
+
     /// Publishes an event to every gateway.
     pub async fn publish(&self, event: &LedgerEvent) -> Result<(), LedgerError> {
         self.connection()
@@ -776,7 +840,7 @@ impl Ledger {
         keys: &ActivityKeys,
         min_age: Duration,
         limit: usize,
-    ) -> Result<Vec<OrderRecord>, LedgerError> {
+    ) -> Result<Vec<OrderText>, LedgerError> {
         let raw: Vec<String> = self
             .eval(
                 &SCRIPTS.claim,
@@ -784,11 +848,18 @@ impl Ledger {
                 (min_age.as_millis() as u64, limit),
             )
             .await?;
-        raw.iter()
-            .map(|r| {
-                serde_json::from_str(r).map_err(|e| LedgerError::Record {
-                    key: keys.orders.clone(),
-                    source: e,
+        // Decoded only to check that each is a readable record; sent as stored.
+        raw.into_iter()
+            .map(|json| {
+                let record: OrderRecord =
+                    serde_json::from_str(&json).map_err(|e| LedgerError::Record {
+                        key: keys.orders.clone(),
+                        source: e,
+                    })?;
+                Ok(OrderText {
+                    order_id: record.order_id,
+                    activity_id: record.activity_id,
+                    json,
                 })
             })
             .collect()

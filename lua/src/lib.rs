@@ -28,4 +28,4 @@ pub use activity::{ActivityMeta, ActivityState, InvalidActivity, NewActivity};
 pub use error::LedgerError;
 pub use keys::{ActivityId, ActivityKeys, InvalidId, UserId};
 pub use ledger::{Ledger, LedgerConfig, DEFAULT_REDIS_URL};
-pub use order::{OrderId, OrderRecord, OrderStatus};
+pub use order::{OrderId, OrderRecord, OrderStatus, OrderText};

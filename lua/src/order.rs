@@ -109,6 +109,32 @@ impl OrderStatus {
     }
 }
 
+/// A won order as the ledger stores it: the JSON text `deduct.lua` wrote, which is also the
+/// `seckill_order` message body. The gateway passes it on as is — a record is encoded once, by
+/// the script — and only the writer decodes it ([`OrderText::decode`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderText {
+    pub order_id: OrderId,
+    pub activity_id: String,
+    /// The record, `{"order_id":"<order_id>",…}`.
+    pub json: String,
+}
+
+impl OrderText {
+    /// The text of a record built in Rust (the operators' reconcile; the relay's decoded claims).
+    pub fn from_record(record: &OrderRecord) -> Result<Self, serde_json::Error> {
+        Ok(OrderText {
+            order_id: record.order_id,
+            activity_id: record.activity_id.clone(),
+            json: serde_json::to_string(record)?,
+        })
+    }
+
+    pub fn decode(&self) -> Result<OrderRecord, serde_json::Error> {
+        serde_json::from_str(&self.json)
+    }
+}
+
 /// One won order, as recorded by `deduct.lua` in `sk:{A}:orders`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRecord {

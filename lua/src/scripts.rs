@@ -31,10 +31,11 @@ pub struct Scripts {
     pub claim: Script,
     pub set_status: Script,
     pub mirror: Script,
+    pub buyer: Script,
 }
 
 impl Scripts {
-    pub fn all(&self) -> [&Script; 11] {
+    pub fn all(&self) -> [&Script; 12] {
         [
             &self.deduct,
             &self.release,
@@ -47,6 +48,7 @@ impl Scripts {
             &self.claim,
             &self.set_status,
             &self.mirror,
+            &self.buyer,
         ]
     }
 }
@@ -78,4 +80,5 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     claim: script!("claim"),
     set_status: script!("set_status"),
     mirror: script!("mirror"),
+    buyer: script!("buyer"),
 });

@@ -91,7 +91,16 @@ async fn deduct_wins_records_the_order_its_outbox_entry_and_its_index() {
     };
     assert_eq!(stock_left, 2);
     let order_id = record.order_id;
-    assert_eq!(record.per_user_limit, 1);
+    assert_eq!(record.activity_id, keys.id.as_str());
+    assert_eq!(record.decode().unwrap().per_user_limit, 1);
+    // The text handed back is the text stored: the message body is the ledger's bytes.
+    let stored: String = redis::cmd("HGET")
+        .arg(&keys.orders)
+        .arg(order_id.to_string())
+        .query_async(&mut ledger.connection())
+        .await
+        .unwrap();
+    assert_eq!(stored, record.json);
     let order = ledger
         .order_in(&keys, order_id)
         .await
@@ -142,7 +151,8 @@ async fn a_batch_is_decided_in_order_as_if_its_attempts_came_one_by_one() {
     let won = |i: usize| match &outcomes[i] {
         DeductOutcome::Won { record, stock_left } => {
             assert_eq!(record.order_id, batch[i].1, "wins under its own id");
-            (record.user_id.clone(), record.quantity, *stock_left)
+            let record = record.decode().unwrap();
+            (record.user_id, record.quantity, *stock_left)
         }
         other => panic!("attempt {i}: expected a win, got {other:?}"),
     };
@@ -287,7 +297,7 @@ async fn a_large_amount_stays_exact_through_win_payment_and_release() {
         else {
             panic!("expected a win")
         };
-        assert_eq!(record.amount_cents, 100_000_000_000_000);
+        assert_eq!(record.decode().unwrap().amount_cents, 100_000_000_000_000);
         orders.push(record.order_id);
     }
     assert_eq!(

@@ -116,7 +116,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
         let seckill_ledger::ledger::DeductOutcome::Won { record, .. } = outcome else {
             panic!()
         };
-        orders.push(*record);
+        orders.push(record.decode().unwrap());
     }
 
     // The same batch persisted three times through the real transactional path: one row each.

@@ -433,7 +433,7 @@ async fn overdue_orders(
         else {
             panic!()
         };
-        orders.push(*record);
+        orders.push(record.decode().unwrap());
     }
     store
         .insert_orders(&orders, OrderStatus::PendingPayment)
