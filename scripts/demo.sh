@@ -20,6 +20,8 @@ BIN="$CARGO_TARGET_DIR/release"
 
 export SECKILL_AUTH_SECRET="${SECKILL_AUTH_SECRET:-demo-secret-change-me-0123456789}"
 export SECKILL_PAYMENT_SECRET="${SECKILL_PAYMENT_SECRET:-demo-payment-secret-change-me-0123}"
+# These secrets are published (here); a gateway refuses them unless told it is a demo.
+export SECKILL_ALLOW_DEMO_SECRETS=1
 export SECKILL_LISTEN="${SECKILL_LISTEN:-127.0.0.1:8080}"
 BASE="http://$SECKILL_LISTEN"
 

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use seckill_ledger::activity::MAX_STOCK;
 use seckill_ledger::ledger::{CloseOutcome, Counters, CreateOutcome, RestockOutcome};
 use seckill_ledger::{ActivityId, ActivityKeys, ActivityMeta, Ledger, NewActivity};
 use seckill_service::clock::rfc3339;
@@ -287,6 +288,9 @@ async fn restock(ledger: &Ledger, id: &str, stock_total: i64) -> Result<(), CtlE
         return Err(CtlError::input("stock must not be negative"));
     }
     match ledger.restock(&ActivityKeys::new(&id), stock_total).await? {
+        RestockOutcome::OutOfRange => Err(CtlError::input(format!(
+            "stock must be at most {MAX_STOCK} units (2^53); nothing changed"
+        ))),
         RestockOutcome::Restocked { stock_left } => {
             println!("activity {id}: total stock {stock_total}, {stock_left} available");
             Ok(())

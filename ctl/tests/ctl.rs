@@ -293,6 +293,12 @@ async fn list_close_and_restock() {
         &ctl(&["activity", "restock", id.as_str(), "-4"]),
         "must not be negative",
     );
+    // Past 2^53 the scripts' arithmetic is inexact: refused, the sale untouched.
+    assert_fails(
+        &ctl(&["activity", "restock", id.as_str(), "9007199254740993"]),
+        "at most 9007199254740992",
+    );
+    assert_eq!(ledger.stock_left(&keys).await.unwrap(), 3, "untouched");
     let up = ctl(&["activity", "restock", id.as_str(), "20"]);
     assert!(up.status.success(), "{}", stderr(&up));
     assert_eq!(ledger.stock_left(&keys).await.unwrap(), 18);

@@ -255,6 +255,21 @@ mod tests {
     }
 
     #[test]
+    fn refuses_the_demos_published_secrets_unless_allowed() {
+        let demo = [
+            ("SECKILL_AUTH_SECRET", "demo-secret-change-me-0123456789"),
+            (
+                "SECKILL_PAYMENT_SECRET",
+                "demo-payment-secret-change-me-0123",
+            ),
+        ];
+        let err = Config::from_sources(None, env(&demo)).unwrap_err();
+        assert!(err.to_string().contains("published secret"), "{err}");
+        let allowed = [demo[0], demo[1], ("SECKILL_ALLOW_DEMO_SECRETS", "1")];
+        assert!(Config::from_sources(None, env(&allowed)).is_ok());
+    }
+
+    #[test]
     fn defaults_and_overrides() {
         let config = Config::from_sources(
             None,

@@ -118,6 +118,10 @@ impl NewActivity {
             "price × per-user limit must be at most 9007199254740992 cents (2^53)"
         } else if self.stock_total < 0 {
             "stock must not be negative"
+        } else if self.stock_total > MAX_STOCK {
+            // The scripts do stock arithmetic in Lua numbers; past 2^53 a total is rounded and
+            // written back as `1e+16`, which DECRBY refuses: every attempt would fail.
+            "stock must be at most 9007199254740992 units (2^53)"
         } else if self.per_user_limit == 0 {
             "per-user limit must be at least 1"
         } else if self.ends_at_ms <= self.starts_at_ms {
@@ -134,6 +138,9 @@ impl NewActivity {
 
 /// The largest amount (cents) `deduct.lua` computes exactly: Lua numbers are doubles.
 pub const MAX_EXACT_AMOUNT: i128 = 1 << 53;
+
+/// The largest stock total the scripts handle exactly (Lua numbers are doubles).
+pub const MAX_STOCK: i64 = 1 << 53;
 
 /// An activity definition the ledger refuses to store, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -176,6 +183,22 @@ mod tests {
         let refused = activity(90_071_992_547_410, 100).validate().unwrap_err();
         assert!(refused.problem.contains("2^53"), "{refused}");
         assert!(activity(i64::MAX, 1).validate().is_err());
+    }
+
+    #[test]
+    fn a_stock_lua_cannot_count_exactly_is_refused() {
+        let activity = |stock_total| NewActivity {
+            id: ActivityId::parse("stocks").unwrap(),
+            name: "x".into(),
+            price_cents: 1,
+            stock_total,
+            per_user_limit: 1,
+            starts_at_ms: 0,
+            ends_at_ms: 1,
+        };
+        assert!(activity(MAX_STOCK).validate().is_ok());
+        let refused = activity(MAX_STOCK + 1).validate().unwrap_err();
+        assert!(refused.problem.contains("2^53"), "{refused}");
     }
 
     #[test]

@@ -127,6 +127,8 @@ pub enum RestockOutcome {
     BelowTaken {
         taken: i64,
     },
+    /// Negative, or above [`MAX_STOCK`](crate::activity::MAX_STOCK): refused before Redis.
+    OutOfRange,
     NotFound,
 }
 
@@ -549,6 +551,9 @@ impl Ledger {
         stock_total: i64,
     ) -> Result<RestockOutcome, LedgerError> {
         let script = &SCRIPTS.restock;
+        if !(0..=crate::activity::MAX_STOCK).contains(&stock_total) {
+            return Ok(RestockOutcome::OutOfRange);
+        }
         let (code, value): (i64, i64) = self
             .eval(
                 script,

@@ -40,6 +40,17 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The secrets `scripts/demo.sh` publishes. A server refuses them unless
+/// [`ALLOW_DEMO_SECRETS`] is set, so a deployment copied from the demo cannot go live with keys
+/// everyone knows.
+pub const DEMO_SECRETS: [&str; 2] = [
+    "demo-secret-change-me-0123456789",
+    "demo-payment-secret-change-me-0123",
+];
+
+/// The setting that lets a server start with [`DEMO_SECRETS`] (the demo sets it).
+pub const ALLOW_DEMO_SECRETS: &str = "SECKILL_ALLOW_DEMO_SECRETS";
+
 /// `scheme://user:***@host/…`: a URL fit for a message (its password, if any, hidden).
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -157,6 +168,12 @@ impl<E: Fn(&str) -> Option<String>> Settings<E> {
                 "{name} must be at least 16 bytes long"
             )));
         }
+        if DEMO_SECRETS.contains(&value.as_str()) && !self.flag(ALLOW_DEMO_SECRETS, None) {
+            return Err(ConfigError(format!(
+                "{name} is the demo's published secret (scripts/demo.sh): anyone could sign with \
+                 it. Set a secret of your own, or {ALLOW_DEMO_SECRETS}=1 for a demo"
+            )));
+        }
         Ok(Secret::new(value))
     }
 }
@@ -203,6 +220,22 @@ mod tests {
         let missing = s.secret("U", None, "signs things").unwrap_err();
         assert!(missing.to_string().contains("U is required: signs things"));
         assert!(!format!("{:?}", Secret::new("hunter2")).contains("hunter2"));
+    }
+
+    #[test]
+    fn the_demos_published_secrets_need_an_explicit_allowance() {
+        for demo in DEMO_SECRETS {
+            let refused = settings(&[("K", demo)]).secret("K", None, "x").unwrap_err();
+            assert!(
+                refused.to_string().contains("demo's published secret"),
+                "{refused}"
+            );
+            let from_file = settings(&[]).secret("K", Some(demo.to_owned()), "x");
+            assert!(from_file.is_err());
+            let allowed =
+                settings(&[("K", demo), (ALLOW_DEMO_SECRETS, "1")]).secret("K", None, "x");
+            assert_eq!(allowed.unwrap().expose(), demo.as_bytes());
+        }
     }
 
     #[test]
