@@ -67,6 +67,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Messages the order writer parked instead of applying (a limit-1 buyer's second live
+    /// order, …), newest first, each with its reason and body.
+    Parked {
+        /// At most this many (1 to 10000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

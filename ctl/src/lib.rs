@@ -92,6 +92,30 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CtlError> {
             reconcile::reconcile(&ledger, &store, &cli.rocketmq_namesrv, &id, json).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Parked { limit, json } => {
+            let store = connect_store(&cli.database_url).await?;
+            // The writer creates the table; a database it never ran on has nothing parked.
+            store.migrate().await?;
+            let parked = store.parked(limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&parked)?);
+            } else if parked.is_empty() {
+                println!("nothing parked");
+            } else {
+                for p in &parked {
+                    println!(
+                        "{}  {}  {}  {}: {}\n    {}",
+                        seckill_service::clock::rfc3339(p.parked_at_ms),
+                        p.key,
+                        p.topic,
+                        p.reason,
+                        p.detail,
+                        p.body
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

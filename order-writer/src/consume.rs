@@ -19,10 +19,14 @@ use seckill_ledger::{
 };
 use seckill_lifecycle::{Lifecycle, LifecycleError};
 use seckill_messages::order::decode_order;
-use seckill_messages::{CancelRequest, MqError, Payment};
+use seckill_messages::{CancelRequest, MqError, Payment, ORDER_TOPIC};
+use seckill_store::Parked;
 use tokio::runtime::Handle;
 
-use crate::persist::Persister;
+use crate::persist::{Persisted, Persister};
+
+/// The `parked.reason` of a message that is not an order.
+pub const UNDECODABLE: &str = "undecodable";
 
 /// Why a batch of won orders was not (completely) persisted; it is redelivered either way.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +37,10 @@ pub enum ConsumeError {
     /// The database could not say which orders of the batch are persisted already.
     #[error("reading the batch's persisted orders: {0}")]
     Store(#[from] seckill_store::StoreError),
+    /// A parked order's stock could not be given back (the batch is redelivered: parking and
+    /// releasing again change nothing twice).
+    #[error("giving back the stock of parked order {order}: {source}")]
+    Release { order: OrderId, source: LedgerError },
     /// The rows committed but the batch's status could not be mirrored into the ledger.
     #[error("mirroring the batch's orders of activity {activity} into the ledger: {source}")]
     Mirror {
@@ -73,32 +81,51 @@ pub struct OrderListener {
 
 /// Persist, schedule the payment timeouts (`lifecycle`, if given), then mirror
 /// `pending_payment` into the ledger: one script call per activity of the batch. So an order
-/// mirrored has its row and its timer. Returns the orders the batch's `ORDER_CREATED` announced
-/// (see [`Persister::persist`] for `redelivered`).
+/// mirrored has its row and its timer. An order parked as a limit-1 buyer's second live order
+/// gets no timer and no mirror: its stock goes back (status `cancelled`) instead. Returns what
+/// [`Persister::persist`] did (see there for `redelivered`).
 pub async fn persist_and_mirror(
     persister: &Persister,
     ledger: &Ledger,
     lifecycle: Option<&Lifecycle>,
     orders: Vec<OrderRecord>,
     redelivered: bool,
-) -> Result<Vec<OrderId>, ConsumeError> {
+) -> Result<Persisted, ConsumeError> {
     let started = std::time::Instant::now();
     let count = orders.len();
-    let mut by_activity: HashMap<String, Vec<OrderId>> = HashMap::new();
-    for order in &orders {
-        by_activity
-            .entry(order.activity_id.clone())
-            .or_default()
-            .push(order.order_id);
+    let mut batch = orders.clone();
+    let persisted = persister.persist(orders, redelivered).await?;
+    for order in &persisted.parked {
+        let Ok(activity) = ActivityId::parse(&order.activity_id) else {
+            continue;
+        };
+        ledger
+            .release(
+                &ActivityKeys::new(&activity),
+                order.order_id,
+                OrderStatus::Cancelled,
+            )
+            .await
+            .map_err(|source| ConsumeError::Release {
+                order: order.order_id,
+                source,
+            })?;
     }
-    let created = match lifecycle {
-        Some(_) => orders.clone(),
-        None => Vec::new(),
-    };
-    let announced = persister.persist(orders, redelivered).await?;
+    if !persisted.parked.is_empty() {
+        let parked: std::collections::HashSet<OrderId> =
+            persisted.parked.iter().map(|o| o.order_id).collect();
+        batch.retain(|o| !parked.contains(&o.order_id));
+    }
     if let Some(lifecycle) = lifecycle {
         // The payment window starts now; a lost timeout is caught by the sweep.
-        lifecycle.schedule_timeouts(&created).await;
+        lifecycle.schedule_timeouts(&batch).await;
+    }
+    let mut by_activity: HashMap<&str, Vec<OrderId>> = HashMap::new();
+    for order in &batch {
+        by_activity
+            .entry(order.activity_id.as_str())
+            .or_default()
+            .push(order.order_id);
     }
     // Concurrent, so the multiplexed Redis connection pipelines them.
     let mirrors = by_activity.iter().filter_map(|(activity, ids)| {
@@ -108,7 +135,7 @@ pub async fn persist_and_mirror(
                 .mirror(&keys, ids, OrderStatus::PendingPayment, OrderStatus::Queued)
                 .await
                 .map_err(|source| ConsumeError::Mirror {
-                    activity: activity.clone(),
+                    activity: activity.to_string(),
                     source,
                 })
         })
@@ -118,11 +145,12 @@ pub async fn persist_and_mirror(
     }
     tracing::debug!(
         orders = count,
-        announced = announced.len(),
+        announced = persisted.announced.len(),
+        parked = persisted.parked.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "batch persisted"
     );
-    Ok(announced)
+    Ok(persisted)
 }
 
 impl MessageListenerConcurrently for OrderListener {
@@ -135,15 +163,31 @@ impl MessageListenerConcurrently for OrderListener {
             return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
         }
         let mut orders = Vec::with_capacity(msgs.len());
+        let mut unreadable = Vec::new();
         let mut redelivered = false;
         for msg in msgs.iter().filter(|m| self.filter.wants(m)) {
             redelivered |= msg.reconsume_times() > 0;
-            match decode_order(msg.get_body().map(|b| b.as_ref()).unwrap_or_default()) {
+            let body = msg.get_body().map(|b| b.as_ref()).unwrap_or_default();
+            match decode_order(body) {
                 Ok(order) => orders.push(order),
-                // A message no writer can ever read: log it loudly, do not block the queue.
+                // A message no writer can ever read: parked for an operator, so it neither
+                // blocks the queue nor disappears.
                 Err(e) => {
-                    tracing::error!(error = %e, msg_id = %msg.msg_id(), "dropping undecodable order message")
+                    tracing::error!(error = %e, msg_id = %msg.msg_id(), "undecodable order message: parked");
+                    unreadable.push(Parked::message(
+                        ORDER_TOPIC,
+                        msg.msg_id().as_ref(),
+                        UNDECODABLE,
+                        e.to_string(),
+                        body.to_vec(),
+                    ));
                 }
+            }
+        }
+        if !unreadable.is_empty() {
+            if let Err(e) = self.handle.block_on(self.persister.park(&unreadable)) {
+                tracing::warn!(error = %e, "could not park undecodable orders; the batch will be redelivered");
+                return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
             }
         }
         if orders.is_empty() {

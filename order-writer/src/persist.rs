@@ -11,15 +11,16 @@
 //! the async store through a captured runtime handle, never blocking a runtime worker.
 
 use std::any::Any;
-
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rocketmq_client_rust::{LocalTransactionState, TransactionListener, TransactionMQProducer};
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::MessageTrait;
 use seckill_ledger::{OrderId, OrderRecord, OrderStatus};
-use seckill_messages::{MqError, MqRuntime, OrderEvent, ORDER_EVENT_TOPIC};
-use seckill_store::Store;
+use seckill_messages::{MqError, MqRuntime, OrderEvent, ORDER_EVENT_TOPIC, ORDER_TOPIC};
+use seckill_store::{Parked, Store};
 use tokio::runtime::Handle;
 
 use crate::consume::ConsumeError;
@@ -60,16 +61,24 @@ impl LocalTransaction {
     }
 }
 
+/// The argument of one `ORDER_CREATED` send: its orders, and what the local transaction found.
+struct Batch {
+    orders: Vec<OrderRecord>,
+    /// Set when the insert failed on a limit-1 buyer's second live order (nothing written).
+    duplicate_buyer: AtomicBool,
+}
+
 impl TransactionListener for LocalTransaction {
     fn execute_local_transaction(
         &self,
         msg: &dyn MessageTrait,
         arg: Option<&(dyn Any + Send + Sync)>,
     ) -> LocalTransactionState {
-        let Some(orders) = arg.and_then(|a| a.downcast_ref::<Vec<OrderRecord>>()) else {
+        let Some(batch) = arg.and_then(|a| a.downcast_ref::<Arc<Batch>>()) else {
             // Only `Persister::persist` sends these; without its argument, decide from the body.
             return self.check(msg.get_body().map(|b| b.as_ref()).unwrap_or_default());
         };
+        let orders = &batch.orders;
         match self.handle.block_on(
             self.store
                 .insert_orders(orders, OrderStatus::PendingPayment),
@@ -82,6 +91,12 @@ impl TransactionListener for LocalTransaction {
                 );
                 LocalTransactionState::CommitMessage
             }
+            // Certain: the statement failed as a whole. The persister parks the duplicates and
+            // sends the rest again.
+            Err(e) if e.is_duplicate_buyer() => {
+                batch.duplicate_buyer.store(true, Ordering::Release);
+                LocalTransactionState::RollbackMessage
+            }
             Err(e) => {
                 // The commit may or may not have happened: let the check-back read the truth.
                 tracing::warn!(error = %e, orders = orders.len(), "order insert failed");
@@ -93,6 +108,18 @@ impl TransactionListener for LocalTransaction {
     fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
         self.check(msg.get_body().map(|b| b.as_ref()).unwrap_or_default())
     }
+}
+
+/// The `parked.reason` of a limit-1 buyer's second live order.
+pub const DUPLICATE_BUYER: &str = "duplicate_buyer";
+
+/// What [`Persister::persist`] did with a batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Persisted {
+    /// The orders `ORDER_CREATED` announced (inserted now).
+    pub announced: Vec<OrderId>,
+    /// Orders refused as a limit-1 buyer's second live order, parked.
+    pub parked: Vec<OrderRecord>,
 }
 
 /// Sends `ORDER_CREATED` transactional messages.
@@ -119,8 +146,11 @@ impl Persister {
         Ok(Persister { producer, store })
     }
 
-    /// Persists `orders` in one database transaction bound to one `ORDER_CREATED` event. Ok,
-    /// with the ids the event announced, only when every order is persisted.
+    /// Persists `orders` in one database transaction bound to one `ORDER_CREATED` event. Ok
+    /// only when every order is persisted or parked: `announced` are the ids the event
+    /// announced, `parked` the orders refused as a limit-1 buyer's second live order (a ledger
+    /// that lost data let them win): parked in the `parked` table, their stock for the caller
+    /// to give back.
     ///
     /// A batch some of whose messages were `redelivered` reads first which of its orders are
     /// persisted already and leaves them out of the event (so a redelivery announces nothing
@@ -131,7 +161,7 @@ impl Persister {
         &self,
         orders: Vec<OrderRecord>,
         redelivered: bool,
-    ) -> Result<Vec<OrderId>, ConsumeError> {
+    ) -> Result<Persisted, ConsumeError> {
         let known = if redelivered {
             let ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
             self.store.existing(&ids).await?
@@ -139,7 +169,7 @@ impl Persister {
             Default::default()
         };
         let mut seen = std::collections::HashSet::new();
-        let fresh: Vec<OrderRecord> = orders
+        let mut fresh: Vec<OrderRecord> = orders
             .into_iter()
             .filter(|o| !known.contains(&o.order_id) && seen.insert(o.order_id))
             .map(|o| OrderRecord {
@@ -147,20 +177,87 @@ impl Persister {
                 ..o
             })
             .collect();
+        let mut parked = Vec::new();
+        // Twice at most: a second duplicate can only come from a concurrent batch, and the
+        // redelivery handles that.
+        for _ in 0..2 {
+            if fresh.is_empty() {
+                break;
+            }
+            let batch = Arc::new(Batch {
+                orders: fresh.clone(),
+                duplicate_buyer: AtomicBool::new(false),
+            });
+            let message = OrderEvent::message(fresh.clone())?;
+            let result = self
+                .producer
+                .send_message_in_transaction(message, Some(batch.clone()))
+                .await
+                .map_err(MqError::from)?;
+            match result.local_transaction_state {
+                Some(LocalTransactionState::CommitMessage) => {
+                    return Ok(Persisted {
+                        announced: fresh.iter().map(|o| o.order_id).collect(),
+                        parked,
+                    })
+                }
+                Some(LocalTransactionState::RollbackMessage)
+                    if batch.duplicate_buyer.load(Ordering::Acquire) =>
+                {
+                    let duplicates = self.store.duplicate_buyers(&fresh).await?;
+                    if duplicates.is_empty() {
+                        break;
+                    }
+                    let (out, kept): (Vec<OrderRecord>, Vec<OrderRecord>) = fresh
+                        .into_iter()
+                        .partition(|o| duplicates.contains(&o.order_id));
+                    self.park_duplicates(&out).await?;
+                    parked.extend(out);
+                    fresh = kept;
+                }
+                other => return Err(MqError::NotCommitted(format!("{other:?}")).into()),
+            }
+        }
         if fresh.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Persisted {
+                announced: Vec::new(),
+                parked,
+            });
         }
-        let announced = fresh.iter().map(|o| o.order_id).collect();
-        let message = OrderEvent::message(fresh.clone())?;
-        let result = self
-            .producer
-            .send_message_in_transaction(message, Some(fresh))
-            .await
-            .map_err(MqError::from)?;
-        match result.local_transaction_state {
-            Some(LocalTransactionState::CommitMessage) => Ok(announced),
-            other => Err(MqError::NotCommitted(format!("{other:?}")).into()),
-        }
+        Err(MqError::NotCommitted("a buyer's second live order, not found again".into()).into())
+    }
+
+    /// Parks messages no writer can apply (each once).
+    pub async fn park(&self, parked: &[Parked]) -> Result<(), ConsumeError> {
+        self.store.park(parked).await?;
+        Ok(())
+    }
+
+    async fn park_duplicates(&self, orders: &[OrderRecord]) -> Result<(), ConsumeError> {
+        let parked: Vec<Parked> = orders
+            .iter()
+            .map(|o| {
+                tracing::error!(
+                    order = %o.order_id,
+                    activity = %o.activity_id,
+                    user = %o.user_id,
+                    "a limit-1 buyer's second live order: parked, its stock given back (the ledger lost a win?)"
+                );
+                Parked::order(
+                    ORDER_TOPIC,
+                    o.order_id,
+                    &o.activity_id,
+                    DUPLICATE_BUYER,
+                    format!(
+                        "user {} already holds a live order in activity {} (per-user limit 1)",
+                        o.user_id, o.activity_id
+                    ),
+                    serde_json::to_vec(o).unwrap_or_default(),
+                )
+            })
+            .collect();
+        self.store.park(&parked).await?;
+        Ok(())
     }
 
     pub async fn shutdown(&mut self) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use rocketmq_client_rust::LocalTransactionState;
-use seckill_ledger::{ActivityKeys, OrderId, OrderStatus};
+use seckill_ledger::{ActivityKeys, OrderId, OrderRecord, OrderStatus};
 use seckill_messages::{MqRuntime, OrderEvent, ORDER_CREATED};
 use seckill_order_writer::consume::persist_and_mirror;
 use seckill_order_writer::persist::{LocalTransaction, Persister};
@@ -100,6 +100,67 @@ async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_undecodable_order_message_is_parked_not_dropped_and_the_sale_goes_on() {
+    let (
+        Sale {
+            mq,
+            database,
+            ledger: _,
+            activity,
+            gw,
+            store,
+        },
+        writer,
+    ) = sale_with_writer("garbage", 5, 1, |_| {}).await;
+    // A message on the order topic, tagged with the activity, that is no order.
+    let runtime = MqRuntime::start("test-garbage").unwrap();
+    let producer = seckill_messages::producer(
+        &runtime,
+        &unique("garbage_producer"),
+        &mq.namesrv,
+        Duration::from_secs(3),
+    )
+    .await
+    .unwrap();
+    let garbage = seckill_messages::Message::builder()
+        .topic(seckill_messages::ORDER_TOPIC)
+        .tags(activity.as_str())
+        .body_slice(b"{\"order_id\": \"not an order\"")
+        .build_unchecked();
+    seckill_messages::send_batch(&producer, vec![garbage], Duration::from_secs(3))
+        .await
+        .unwrap();
+
+    let won = crowd(&gw, &activity, "g", 20).await;
+    assert_eq!(won.len(), 5);
+    assert_eq!(wait_for_rows(&store, activity.as_str(), 5, DRAIN).await, 5);
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    let parked = loop {
+        let parked = store.parked(10).await.unwrap();
+        if !parked.is_empty() || tokio::time::Instant::now() > deadline {
+            break parked;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(
+        (parked[0].reason.as_str(), parked[0].topic.as_str()),
+        ("undecodable", "seckill_order")
+    );
+    assert!(parked[0].body.contains("not an order"));
+    assert!(parked[0].key.starts_with("message:"));
+    // The operator sees it.
+    let listed = seckillctl(&["parked"], &database, &mq.namesrv);
+    assert!(listed.status.success());
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("undecodable") && text.contains("not an order"),
+        "{text}"
+    );
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_reads_the_database() {
     let Stack {
         mq,
@@ -130,7 +191,10 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
         let announced = persist_and_mirror(&persister, &ledger, None, orders.clone(), time > 0)
             .await
             .unwrap();
-        assert_eq!(announced, if time == 0 { ids.clone() } else { Vec::new() });
+        assert_eq!(
+            announced.announced,
+            if time == 0 { ids.clone() } else { Vec::new() }
+        );
     }
     // A batch that repeats an order inside itself, too.
     let announced = persist_and_mirror(
@@ -142,7 +206,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
     )
     .await
     .unwrap();
-    assert!(announced.is_empty());
+    assert!(announced.announced.is_empty());
     let rows = store.activity_orders(activity.as_str()).await.unwrap();
     assert_eq!(rows.len(), 3);
     assert!(rows.values().all(|r| r.items == 1));
@@ -176,6 +240,109 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
         &database,
         &mq.namesrv,
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limit_one_buyers_second_live_order_is_parked_and_its_stock_given_back() {
+    let Stack {
+        mq,
+        database: _,
+        store,
+        ledger,
+        activity,
+    } = Stack::start("twice", 10, 1).await;
+    let keys = ActivityKeys::new(&activity);
+    let ids = leased_ids(&ledger).await;
+    let won = |outcome| match outcome {
+        seckill_ledger::ledger::DeductOutcome::Won { record, .. } => record.decode().unwrap(),
+        other => panic!("expected a win, got {other:?}"),
+    };
+    let runtime = MqRuntime::start("test-twice").unwrap();
+    let persister = Persister::start(&runtime, &mq.namesrv, store.clone(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    let first = won(buy(&ledger, &keys, &ids, "twice", 1).await);
+    let persisted = persist_and_mirror(&persister, &ledger, None, vec![first.clone()], false)
+        .await
+        .unwrap();
+    assert_eq!(persisted.announced, vec![first.order_id]);
+
+    // The ledger forgets the buyer (as after Redis lost its last second): they win again.
+    let _: i64 = redis::cmd("HDEL")
+        .arg(&keys.buyers)
+        .arg("twice")
+        .query_async(&mut ledger.connection())
+        .await
+        .unwrap();
+    let second = won(buy(&ledger, &keys, &ids, "twice", 1).await);
+    let other = won(buy(&ledger, &keys, &ids, "other", 1).await);
+    assert_eq!(ledger.stock_left(&keys).await.unwrap(), 7);
+
+    // The batch persists the other buyer's order; the second live order is parked, not
+    // swallowed, and its unit goes back on sale.
+    let persisted = persist_and_mirror(
+        &persister,
+        &ledger,
+        None,
+        vec![second.clone(), other.clone()],
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(persisted.announced, vec![other.order_id]);
+    assert_eq!(
+        persisted.parked,
+        vec![OrderRecord {
+            status: OrderStatus::PendingPayment,
+            ..second.clone()
+        }]
+    );
+    let rows = store.activity_orders(activity.as_str()).await.unwrap();
+    assert_eq!(
+        rows.keys().copied().collect::<HashSet<_>>(),
+        HashSet::from([first.order_id, other.order_id])
+    );
+    let parked = store.parked(100).await.unwrap();
+    let row = parked
+        .iter()
+        .find(|p| p.order_id == Some(second.order_id))
+        .expect("the second order is parked");
+    assert_eq!(
+        (row.reason.as_str(), row.activity_id.as_deref()),
+        ("duplicate_buyer", Some(activity.as_str()))
+    );
+    assert_eq!(
+        ledger.stock_left(&keys).await.unwrap(),
+        8,
+        "its unit is back"
+    );
+    let record = ledger
+        .order_in(&keys, second.order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, OrderStatus::Cancelled);
+    let mirrored = ledger
+        .order_in(&keys, other.order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mirrored.status, OrderStatus::PendingPayment);
+
+    // Redelivered: parked once, given back once.
+    let again = persist_and_mirror(&persister, &ledger, None, vec![second.clone()], true)
+        .await
+        .unwrap();
+    assert!(again.announced.is_empty());
+    assert_eq!(ledger.stock_left(&keys).await.unwrap(), 8);
+    let parked_again = store.parked(100).await.unwrap();
+    assert_eq!(
+        parked_again
+            .iter()
+            .filter(|p| p.order_id == Some(second.order_id))
+            .count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

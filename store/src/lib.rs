@@ -29,10 +29,12 @@ use tokio_postgres::NoTls;
 
 mod migrate;
 mod orders;
+mod parked;
 mod payments;
 mod reports;
 
 pub use orders::{StoredOrder, Transition};
+pub use parked::{Parked, ParkedRow};
 pub use payments::{Payment, PaymentOutcome};
 pub use reports::{PersistedOrder, WinToRow};
 
@@ -73,6 +75,19 @@ fn db_detail(e: &tokio_postgres::Error) -> String {
 }
 
 impl StoreError {
+    /// True when an order insert met a live order of the same buyer in an activity with a
+    /// per-user limit of 1 (the `orders_one_live_per_user` index): the ledger let a buyer win
+    /// twice, which only a ledger that lost data does. Nothing of the statement was written.
+    pub fn is_duplicate_buyer(&self) -> bool {
+        match self {
+            StoreError::Db(e) => e.as_db_error().is_some_and(|db| {
+                *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                    && db.constraint() == Some(orders::ONE_LIVE_PER_USER)
+            }),
+            _ => false,
+        }
+    }
+
     /// True when the same call may succeed later (database down, connection lost).
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -8,6 +8,7 @@ use crate::{Store, StoreError};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_orders.sql")),
     (2, include_str!("../migrations/0002_ids_byte_order.sql")),
+    (3, include_str!("../migrations/0003_parked.sql")),
 ];
 
 impl Store {

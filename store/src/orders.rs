@@ -32,8 +32,12 @@ pub struct StoredOrder {
     pub items: i64,
 }
 
-/// The orders of a batch and one item each, skipping orders already there; returns the ids
-/// inserted now.
+/// The partial unique index on (activity, user) of live orders where the limit is 1.
+pub const ONE_LIVE_PER_USER: &str = "orders_one_live_per_user";
+
+/// The orders of a batch and one item each, skipping orders already there (by id only: a
+/// second live order of a limit-1 buyer fails the statement, see
+/// [`StoreError::is_duplicate_buyer`]); returns the ids inserted now.
 const INSERT_ORDERS: &str = "
     WITH inserted AS (
         INSERT INTO orders (order_id, activity_id, user_id, quantity, amount_cents, channel,
@@ -42,7 +46,7 @@ const INSERT_ORDERS: &str = "
         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::int[], $5::bigint[],
                     $6::text[], $7::float8[], $8::int[])
              AS u(id, activity, usr, qty, amount, chan, created, lim)
-        ON CONFLICT DO NOTHING
+        ON CONFLICT (order_id) DO NOTHING
         RETURNING order_id, activity_id, quantity, amount_cents
     )
     INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)
@@ -96,6 +100,52 @@ impl Store {
             .await?;
         let inserted: Vec<i64> = inserted.iter().map(|row| row.get(0)).collect();
         Ok(inserted.into_iter().map(|id| OrderId(id as u64)).collect())
+    }
+
+    /// The orders of `orders` that would be a limit-1 buyer's second live order: those whose
+    /// buyer holds a live order with another id in the database, and every one after the first
+    /// of a buyer who appears twice in `orders` (the first is the one the ledger counted).
+    pub async fn duplicate_buyers(
+        &self,
+        orders: &[OrderRecord],
+    ) -> Result<Vec<OrderId>, StoreError> {
+        let single: Vec<&OrderRecord> = orders.iter().filter(|o| o.per_user_limit == 1).collect();
+        if single.is_empty() {
+            return Ok(Vec::new());
+        }
+        let activities: Vec<&str> = single.iter().map(|o| o.activity_id.as_str()).collect();
+        let users: Vec<&str> = single.iter().map(|o| o.user_id.as_str()).collect();
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT o.activity_id, o.user_id, o.order_id FROM orders o
+                 JOIN UNNEST($1::text[], $2::text[]) AS u(activity, usr)
+                   ON o.activity_id = u.activity AND o.user_id = u.usr
+                 WHERE o.per_user_limit = 1 AND o.status IN ('queued', 'pending_payment', 'paid')",
+                &[&activities, &users],
+            )
+            .await?;
+        let mut holder: HashMap<(String, String), OrderId> = rows
+            .iter()
+            .map(|row| {
+                (
+                    (row.get(0), row.get(1)),
+                    OrderId(row.get::<_, i64>(2) as u64),
+                )
+            })
+            .collect();
+        let mut duplicates = Vec::new();
+        for order in single {
+            let buyer = (order.activity_id.clone(), order.user_id.clone());
+            match holder.get(&buyer) {
+                Some(live) if *live != order.order_id => duplicates.push(order.order_id),
+                Some(_) => {}
+                None => {
+                    holder.insert(buyer, order.order_id);
+                }
+            }
+        }
+        Ok(duplicates)
     }
 
     /// Which of `ids` are persisted.
