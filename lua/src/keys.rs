@@ -24,6 +24,12 @@ pub fn worker_lease(n: u16) -> String {
     format!("sk:idgen:worker:{n}")
 }
 
+/// Lease naming the activities writer group `group` handles (`*` = all), held while any writer
+/// of the group runs: writers of one group never split the topic differently.
+pub fn writer_group(group: &str) -> String {
+    format!("sk:writer_group:{group}")
+}
+
 /// A text that can never be an id (of an activity, a user or an order), and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {text:?}: {expected}")]

@@ -809,6 +809,11 @@ impl Ledger {
         Ok(held == 1)
     }
 
+    /// Who holds lease `key` now, if anyone.
+    pub async fn lease_holder(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        Ok(self.connection().get(key).await?)
+    }
+
     /// Takes or renews id-generator worker lease `worker` for `instance`.
     pub async fn lease_worker(
         &self,

@@ -131,6 +131,16 @@ impl WriterConfig {
             ActivityId::parse(activity)
                 .map_err(|e| ConfigError::new(format!("SECKILL_WRITER_ACTIVITIES: {e}")))?;
         }
+        let consumer_group: String =
+            settings.get("SECKILL_WRITER_GROUP", None, DEFAULT_GROUP.to_owned())?;
+        if !activities.is_empty() && consumer_group == DEFAULT_GROUP {
+            // A filtered writer acknowledges other activities' orders without persisting them:
+            // in the group that must persist every order, that would lose them.
+            return Err(ConfigError::new(format!(
+                "SECKILL_WRITER_ACTIVITIES needs a SECKILL_WRITER_GROUP of its own: the default \
+                 group {DEFAULT_GROUP} persists every activity's orders"
+            )));
+        }
         Ok(WriterConfig {
             activities,
             timing,
@@ -138,7 +148,7 @@ impl WriterConfig {
             rocketmq_namesrv,
             database_url,
             redis_url,
-            consumer_group: settings.get("SECKILL_WRITER_GROUP", None, DEFAULT_GROUP.to_owned())?,
+            consumer_group,
             db_pool: settings.positive("SECKILL_DB_POOL", None, DEFAULT_DB_POOL)?,
             log_json: settings.flag("SECKILL_LOG_JSON", None),
         })
@@ -168,6 +178,7 @@ mod tests {
         let set = config(&[
             ("SECKILL_PAYMENT_WINDOW", "8s"),
             ("SECKILL_SWEEP_EVERY", "1s"),
+            ("SECKILL_WRITER_GROUP", "hot_sale"),
             ("SECKILL_WRITER_ACTIVITIES", "a, b"),
             ("SECKILL_WRITER_START_AT", "2026-12-01T00:00:00Z"),
         ])
@@ -176,6 +187,20 @@ mod tests {
         assert_eq!(set.timing.sweep_lease, Duration::from_secs(3));
         assert_eq!(set.activities, ["a", "b"]);
         assert_eq!(set.start_at, StartAt::UnixMs(1_796_083_200_000));
+    }
+
+    #[test]
+    fn a_filtered_writer_needs_a_group_of_its_own() {
+        let err = config(&[("SECKILL_WRITER_ACTIVITIES", "a")]).unwrap_err();
+        assert!(
+            err.to_string().contains("SECKILL_WRITER_GROUP of its own"),
+            "{err}"
+        );
+        let explicit_default = config(&[
+            ("SECKILL_WRITER_ACTIVITIES", "a"),
+            ("SECKILL_WRITER_GROUP", DEFAULT_GROUP),
+        ]);
+        assert!(explicit_default.is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod consume;
+pub mod group;
 pub mod persist;
 pub mod sweep;
 pub mod timing;
@@ -36,6 +37,7 @@ use seckill_store::{Store, StoreError};
 
 use crate::config::WriterConfig;
 use crate::consume::{cancel_step, payment_step, ActivityFilter, OrderListener, StepListener};
+use crate::group::GroupFilter;
 use crate::persist::Persister;
 
 /// Orders handed to the listener at once: one database transaction, one transactional
@@ -88,6 +90,8 @@ pub struct Writer {
     lifecycle: Lifecycle,
     stopping: Arc<AtomicBool>,
     sweeper: tokio::task::JoinHandle<()>,
+    /// Renews the group's activity lease ([`group`]).
+    group_lease: tokio::task::JoinHandle<()>,
     mq: MqRuntime,
 }
 
@@ -100,6 +104,10 @@ impl Writer {
         let applied = store.migrate().await?;
         tracing::info!(applied, "database schema up to date");
         let ledger = Ledger::connect(&LedgerConfig::new(config.redis_url.clone())).await?;
+        // Every writer of a group handles the same activities: one filtered differently would
+        // acknowledge, unpersisted, orders its group-mates would have persisted.
+        let group_filter = Arc::new(GroupFilter::new(config));
+        group_filter.hold(&ledger).await?;
         let mq = MqRuntime::start("writer")?;
         let persister = Arc::new(
             Persister::start(
@@ -185,6 +193,7 @@ impl Writer {
         for consumer in &mut consumers {
             consumer.start().await.map_err(MqError::from)?;
         }
+        let group_lease = tokio::spawn(group_filter.keep(ledger.clone(), stopping.clone()));
         let sweeper = tokio::spawn(sweep::run(
             lifecycle.clone(),
             ledger,
@@ -199,6 +208,7 @@ impl Writer {
             lifecycle,
             stopping,
             sweeper,
+            group_lease,
             mq,
         })
     }
@@ -207,6 +217,7 @@ impl Writer {
     pub async fn shutdown(mut self) {
         self.stopping.store(true, Ordering::Release);
         self.sweeper.abort();
+        self.group_lease.abort();
         for consumer in &mut self.consumers {
             consumer.shutdown().await;
         }

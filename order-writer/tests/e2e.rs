@@ -346,6 +346,36 @@ async fn a_limit_one_buyers_second_live_order_is_parked_and_its_stock_given_back
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_of_one_group_never_split_it_by_different_activities() {
+    let Stack {
+        mq,
+        database,
+        store: _,
+        ledger: _,
+        activity,
+    } = Stack::start("groups", 5, 1).await;
+    let config = writer_config(&database, &mq.namesrv, &[&activity]);
+    let first = seckill_order_writer::Writer::start(&config).await.unwrap();
+    // Another list in the same group would acknowledge, unpersisted, this activity's orders.
+    let mut other = config.clone();
+    other.activities = vec![fresh_id("elsewhere").to_string()];
+    let refused = seckill_order_writer::Writer::start(&other)
+        .await
+        .err()
+        .expect("a writer with another list is refused");
+    assert!(refused.to_string().contains("runs with"), "{refused}");
+    let mut everything = config.clone();
+    everything.activities.clear();
+    assert!(seckill_order_writer::Writer::start(&everything)
+        .await
+        .is_err());
+    // The same list joins the group.
+    let second = seckill_order_writer::Writer::start(&config).await.unwrap();
+    second.shutdown().await;
+    first.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_once() {
     let Stack {
         mq,
