@@ -6,9 +6,10 @@ use std::path::Path;
 
 use seckill_ledger::activity::MAX_STOCK;
 use seckill_ledger::ledger::{CloseOutcome, Counters, CreateOutcome, RestockOutcome};
-use seckill_ledger::{ActivityId, ActivityKeys, ActivityMeta, Ledger, NewActivity};
+use seckill_ledger::{ActivityId, ActivityKeys, ActivityMeta, Ledger, NewActivity, OrderId};
 use seckill_service::clock::rfc3339;
 use seckill_service::{now_ms, parse_duration};
+use seckill_store::{Recorded, Store};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -164,10 +165,15 @@ fn read_load_file(path: &Path) -> Result<Vec<NewActivity>, CtlError> {
     Ok(activities)
 }
 
-pub(crate) async fn run(ledger: &Ledger, command: ActivityCommand) -> Result<(), CtlError> {
+pub(crate) async fn run(
+    ledger: &Ledger,
+    store: Option<&Store>,
+    command: ActivityCommand,
+) -> Result<(), CtlError> {
+    let store = || store.ok_or_else(|| CtlError::input("this command needs the database"));
     match command {
-        ActivityCommand::Create(args) => create(ledger, args).await,
-        ActivityCommand::Load { file } => load(ledger, &file).await,
+        ActivityCommand::Create(args) => create(ledger, store()?, args).await,
+        ActivityCommand::Load { file } => load(ledger, store()?, &file).await,
         ActivityCommand::Show { id, json } => show(ledger, &id, json).await,
         ActivityCommand::List { json } => list(ledger, json).await,
         ActivityCommand::Close { id } => {
@@ -177,14 +183,55 @@ pub(crate) async fn run(ledger: &Ledger, command: ActivityCommand) -> Result<(),
                 CloseOutcome::AlreadyClosed => println!("activity {id} was already closed"),
                 CloseOutcome::NotFound => return Err(CtlError::UnknownActivity(id)),
             }
-            Ok(())
+            record_ledger_meta(ledger, store()?, &id).await
         }
-        ActivityCommand::Restock { id, stock_total } => restock(ledger, &id, stock_total).await,
+        ActivityCommand::Restock { id, stock_total } => {
+            restock(ledger, store()?, &id, stock_total).await
+        }
+        ActivityCommand::Rebuild { id, force } => rebuild(ledger, store()?, &id, force).await,
     }
 }
 
-async fn create(ledger: &Ledger, args: CreateArgs) -> Result<(), CtlError> {
+/// After a change the ledger made (close, restock): the database records the activity as the
+/// ledger now holds it (adopting one created before the `activities` table existed).
+async fn record_ledger_meta(
+    ledger: &Ledger,
+    store: &Store,
+    id: &ActivityId,
+) -> Result<(), CtlError> {
+    let meta = ledger
+        .meta(id)
+        .await?
+        .ok_or_else(|| CtlError::UnknownActivity(id.clone()))?;
+    store.save_activity(&meta).await.map_err(|e| {
+        CtlError::input(format!(
+            "activity {id}: the ledger changed but the database record did not ({e}); run the \
+             same command again"
+        ))
+    })
+}
+
+/// Records `activity` in the database before the ledger hears of it; refused if the database
+/// holds another definition under its id.
+async fn record_new(store: &Store, activity: &NewActivity) -> Result<(), CtlError> {
+    match store.record_activity(activity).await? {
+        Recorded::New | Recorded::Same => Ok(()),
+        Recorded::Different(_) => Err(CtlError::input(format!(
+            "activity {} is recorded in the database with another definition; nothing changed",
+            activity.id
+        ))),
+    }
+}
+
+async fn create(ledger: &Ledger, store: &Store, args: CreateArgs) -> Result<(), CtlError> {
     let activity = ActivitySpec::from(args).validate()?;
+    if ledger.meta(&activity.id).await?.is_some() {
+        return Err(CtlError::input(format!(
+            "activity {} already exists; nothing changed",
+            activity.id
+        )));
+    }
+    record_new(store, &activity).await?;
     match ledger.create_activity(&activity).await? {
         CreateOutcome::Created => {
             println!(
@@ -203,7 +250,7 @@ async fn create(ledger: &Ledger, args: CreateArgs) -> Result<(), CtlError> {
     }
 }
 
-async fn load(ledger: &Ledger, file: &Path) -> Result<(), CtlError> {
+async fn load(ledger: &Ledger, store: &Store, file: &Path) -> Result<(), CtlError> {
     let activities = read_load_file(file)?;
     // Checked up front so that a file naming an existing activity loads nothing at all.
     for activity in &activities {
@@ -213,6 +260,19 @@ async fn load(ledger: &Ledger, file: &Path) -> Result<(), CtlError> {
                 activity.id
             )));
         }
+        if let Some(recorded) = store.activity(&activity.id).await? {
+            if recorded != activity.recorded() {
+                return Err(CtlError::input(format!(
+                    "activity {} is recorded in the database with another definition; nothing \
+                     loaded",
+                    activity.id
+                )));
+            }
+        }
+    }
+    // Database first, then the ledger.
+    for activity in &activities {
+        record_new(store, activity).await?;
     }
     let bar = indicatif::ProgressBar::new(activities.len() as u64);
     bar.set_style(
@@ -282,7 +342,12 @@ async fn list(ledger: &Ledger, json: bool) -> Result<(), CtlError> {
     Ok(())
 }
 
-async fn restock(ledger: &Ledger, id: &str, stock_total: i64) -> Result<(), CtlError> {
+async fn restock(
+    ledger: &Ledger,
+    store: &Store,
+    id: &str,
+    stock_total: i64,
+) -> Result<(), CtlError> {
     let id = parse_activity_id(id)?;
     if stock_total < 0 {
         return Err(CtlError::input("stock must not be negative"));
@@ -293,13 +358,58 @@ async fn restock(ledger: &Ledger, id: &str, stock_total: i64) -> Result<(), CtlE
         ))),
         RestockOutcome::Restocked { stock_left } => {
             println!("activity {id}: total stock {stock_total}, {stock_left} available");
-            Ok(())
+            record_ledger_meta(ledger, store, &id).await
         }
         RestockOutcome::BelowTaken { taken } => Err(CtlError::input(format!(
             "activity {id}: {taken} units are already won or sold; the total cannot go below that; nothing changed"
         ))),
         RestockOutcome::NotFound => Err(CtlError::UnknownActivity(id)),
     }
+}
+
+/// `activity rebuild`: the ledger again from the database (definition and order rows) plus the
+/// orders the ledger still holds that have no row yet (won, on their way to the writer; those
+/// in the outbox stay there for the relay).
+async fn rebuild(ledger: &Ledger, store: &Store, id: &str, force: bool) -> Result<(), CtlError> {
+    let id = parse_activity_id(id)?;
+    let Some(meta) = store.activity(&id).await? else {
+        return Err(CtlError::input(format!(
+            "activity {id} is not recorded in the database (created before the activities table, \
+             or never): nothing to rebuild it from"
+        )));
+    };
+    let now = now_ms();
+    if !meta.closed && now >= meta.starts_at_ms && now < meta.ends_at_ms && !force {
+        return Err(CtlError::input(format!(
+            "activity {id} is on sale now: buyers would meet a ledger being replaced; close it \
+             first, or pass --force; nothing changed"
+        )));
+    }
+    let keys = ActivityKeys::new(&id);
+    let mut orders = store.activity_records(id.as_str()).await?;
+    let persisted: HashSet<OrderId> = orders.iter().map(|o| o.order_id).collect();
+    let in_flight: Vec<_> = ledger
+        .orders(&keys)
+        .await?
+        .into_iter()
+        .filter(|o| !persisted.contains(&o.order_id))
+        .collect();
+    let in_flight_ids: HashSet<OrderId> = in_flight.iter().map(|o| o.order_id).collect();
+    let outbox: Vec<(OrderId, i64)> = ledger
+        .outbox(&keys)
+        .await?
+        .into_iter()
+        .filter(|(order, _)| in_flight_ids.contains(order))
+        .collect();
+    let (rows, kept) = (orders.len(), in_flight.len());
+    orders.extend(in_flight);
+    let counters = ledger.rebuild(&meta, &orders, &outbox).await?;
+    println!(
+        "rebuilt activity {id}: {rows} orders from the database, {kept} on their way to it; \
+         stock {}, reserved {}, sold {} (total {})",
+        counters.stock, counters.reserved, counters.sold, meta.stock_total
+    );
+    Ok(())
 }
 
 /// `activity show` / `list` output; its field names are the `--json` contract.

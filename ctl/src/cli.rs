@@ -103,6 +103,24 @@ pub enum ActivityCommand {
         #[arg(allow_negative_numbers = true)]
         stock_total: i64,
     },
+    /// Replace an activity's ledger by the one its database record and order rows imply (plus
+    /// the orders the ledger holds that are on their way to the database): the recovery after
+    /// Redis lost data. Refused while the sale is open unless --force.
+    Rebuild {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+impl ActivityCommand {
+    /// Whether the command writes the `activities` table (so needs the database).
+    pub fn needs_database(&self) -> bool {
+        !matches!(
+            self,
+            ActivityCommand::Show { .. } | ActivityCommand::List { .. }
+        )
+    }
 }
 
 #[derive(Args, Debug)]

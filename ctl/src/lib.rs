@@ -62,7 +62,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CtlError> {
         }
         Command::Activity(command) => {
             let ledger = connect_ledger(&cli.redis_url).await?;
-            activity::run(&ledger, command).await?;
+            // Activities are recorded in the database first (the ledger can be rebuilt from it).
+            let store = if command.needs_database() {
+                let store = connect_store(&cli.database_url).await?;
+                store.migrate().await?;
+                Some(store)
+            } else {
+                None
+            };
+            activity::run(&ledger, store.as_ref(), command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify {

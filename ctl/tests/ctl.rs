@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use redis::AsyncCommands;
 use seckill_auth::TokenKey;
 use seckill_ledger::ledger::DeductOutcome;
-use seckill_ledger::ActivityKeys;
+use seckill_ledger::{ActivityKeys, OrderStatus};
 use seckill_service::now_unix;
 use seckill_testkit::*;
 
@@ -25,6 +25,11 @@ fn ctl_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         command.env(k, v);
     }
     command.output().expect("run seckillctl")
+}
+
+/// `seckillctl` with the test's own database (activities are recorded there).
+fn ctl_db(database: &str, args: &[&str]) -> Output {
+    ctl_env(args, &[("SECKILL_DATABASE_URL", database)])
 }
 
 fn stdout(output: &Output) -> String {
@@ -53,6 +58,7 @@ fn assert_fails(output: &Output, needle: &str) {
 
 #[tokio::test]
 async fn create_show_and_the_ways_create_refuses() {
+    let db = fresh_database().await;
     let id = fresh_id("create");
     let ledger = ledger_at(&redis_url()).await;
     let base = [
@@ -67,18 +73,21 @@ async fn create_show_and_the_ways_create_refuses() {
         "--price-cents",
         "19900",
     ];
-    let ok = ctl(&[
-        &base[..],
+    let ok = ctl_db(
+        &db,
         &[
-            "--per-user-limit",
-            "2",
-            "--starts-at",
-            "now",
-            "--duration",
-            "30m",
-        ],
-    ]
-    .concat());
+            &base[..],
+            &[
+                "--per-user-limit",
+                "2",
+                "--starts-at",
+                "now",
+                "--duration",
+                "30m",
+            ],
+        ]
+        .concat(),
+    );
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(stdout(&ok).contains("created activity"));
     let meta = ledger.meta(&id).await.unwrap().unwrap();
@@ -88,7 +97,10 @@ async fn create_show_and_the_ways_create_refuses() {
     );
     assert_eq!(meta.ends_at_ms - meta.starts_at_ms, 30 * 60 * 1000);
 
-    let again = ctl(&[&base[..], &["--starts-at", "now", "--duration", "5m"]].concat());
+    let again = ctl_db(
+        &db,
+        &[&base[..], &["--starts-at", "now", "--duration", "5m"]].concat(),
+    );
     assert_fails(&again, "already exists");
     assert_eq!(
         ledger.meta(&id).await.unwrap().unwrap(),
@@ -151,25 +163,28 @@ async fn create_show_and_the_ways_create_refuses() {
         ledger.meta(&other).await.unwrap().is_none(),
         "nothing written"
     );
-    let bad_id = ctl(&[
-        "activity",
-        "create",
-        "--id",
-        "a{b}",
-        "--name",
-        "X",
-        "--stock",
-        "1",
-        "--price-cents",
-        "1",
-        "--starts-at",
-        "now",
-        "--duration",
-        "1m",
-    ]);
+    let bad_id = ctl_db(
+        &db,
+        &[
+            "activity",
+            "create",
+            "--id",
+            "a{b}",
+            "--name",
+            "X",
+            "--stock",
+            "1",
+            "--price-cents",
+            "1",
+            "--starts-at",
+            "now",
+            "--duration",
+            "1m",
+        ],
+    );
     assert_fails(&bad_id, "invalid activity id");
 
-    let shown = ctl(&["activity", "show", id.as_str()]);
+    let shown = ctl_db(&db, &["activity", "show", id.as_str()]);
     assert!(shown.status.success());
     assert!(
         stdout(&shown).contains("total 10 · available 10"),
@@ -177,19 +192,21 @@ async fn create_show_and_the_ways_create_refuses() {
         stdout(&shown)
     );
     let json: serde_json::Value =
-        serde_json::from_slice(&ctl(&["activity", "show", id.as_str(), "--json"]).stdout).unwrap();
+        serde_json::from_slice(&ctl_db(&db, &["activity", "show", id.as_str(), "--json"]).stdout)
+            .unwrap();
     assert_eq!(
         (json["stock_left"].as_i64(), json["state"].as_str()),
         (Some(10), Some("open"))
     );
     assert_fails(
-        &ctl(&["activity", "show", fresh_id("ghost").as_str()]),
+        &ctl_db(&db, &["activity", "show", fresh_id("ghost").as_str()]),
         "unknown activity",
     );
 }
 
 #[tokio::test]
 async fn load_toml_and_json_all_or_nothing() {
+    let db = fresh_database().await;
     let dir = std::env::temp_dir().join(format!("seckillctl-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (a, b, c) = (fresh_id("load-a"), fresh_id("load-b"), fresh_id("load-c"));
@@ -203,7 +220,7 @@ async fn load_toml_and_json_all_or_nothing() {
         ),
     )
     .unwrap();
-    let loaded = ctl(&["activity", "load", toml_path.to_str().unwrap()]);
+    let loaded = ctl_db(&db, &["activity", "load", toml_path.to_str().unwrap()]);
     assert!(loaded.status.success(), "{}", stderr(&loaded));
     assert!(stdout(&loaded).contains("loaded 2 activities"));
     let ledger = ledger_at(&redis_url()).await;
@@ -226,7 +243,7 @@ async fn load_toml_and_json_all_or_nothing() {
     )
     .unwrap();
     assert_fails(
-        &ctl(&["activity", "load", json_path.to_str().unwrap()]),
+        &ctl_db(&db, &["activity", "load", json_path.to_str().unwrap()]),
         "already exists",
     );
     assert!(ledger.meta(&c).await.unwrap().is_none());
@@ -236,15 +253,17 @@ async fn load_toml_and_json_all_or_nothing() {
         format!(r#"{{"activity":[{{"id":"{c}","name":"C","stock":1,"price_cents":1,"starts_at":"now","duration":"1m"}}]}}"#),
     )
     .unwrap();
-    assert!(ctl(&["activity", "load", json_path.to_str().unwrap()])
-        .status
-        .success());
+    assert!(
+        ctl_db(&db, &["activity", "load", json_path.to_str().unwrap()])
+            .status
+            .success()
+    );
     assert!(ledger.meta(&c).await.unwrap().is_some());
 
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[[activity]]\nid = \"x\"\nstock = \"many\"\n").unwrap();
     assert_fails(
-        &ctl(&["activity", "load", bad.to_str().unwrap()]),
+        &ctl_db(&db, &["activity", "load", bad.to_str().unwrap()]),
         "not a valid activity file",
     );
     let d = fresh_id("load-dup");
@@ -254,11 +273,11 @@ async fn load_toml_and_json_all_or_nothing() {
     )
     .unwrap();
     assert_fails(
-        &ctl(&["activity", "load", bad.to_str().unwrap()]),
+        &ctl_db(&db, &["activity", "load", bad.to_str().unwrap()]),
         "appears twice",
     );
     assert_fails(
-        &ctl(&["activity", "load", "/nonexistent/file.toml"]),
+        &ctl_db(&db, &["activity", "load", "/nonexistent/file.toml"]),
         "cannot read",
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -266,13 +285,14 @@ async fn load_toml_and_json_all_or_nothing() {
 
 #[tokio::test]
 async fn list_close_and_restock() {
+    let db = fresh_database().await;
     let ledger = ledger_at(&redis_url()).await;
     let id = open(&ledger, "ops", 5, 2).await;
-    let list = ctl(&["activity", "list"]);
+    let list = ctl_db(&db, &["activity", "list"]);
     assert!(list.status.success());
     assert!(stdout(&list).contains(id.as_str()));
     let json: serde_json::Value =
-        serde_json::from_slice(&ctl(&["activity", "list", "--json"]).stdout).unwrap();
+        serde_json::from_slice(&ctl_db(&db, &["activity", "list", "--json"]).stdout).unwrap();
     assert!(json
         .as_array()
         .unwrap()
@@ -285,38 +305,44 @@ async fn list_close_and_restock() {
     assert!(matches!(won, DeductOutcome::Won { .. }));
 
     assert_fails(
-        &ctl(&["activity", "restock", id.as_str(), "1"]),
+        &ctl_db(&db, &["activity", "restock", id.as_str(), "1"]),
         "already won or sold",
     );
     assert_eq!(ledger.stock_left(&keys).await.unwrap(), 3, "untouched");
     assert_fails(
-        &ctl(&["activity", "restock", id.as_str(), "-4"]),
+        &ctl_db(&db, &["activity", "restock", id.as_str(), "-4"]),
         "must not be negative",
     );
     // Past 2^53 the scripts' arithmetic is inexact: refused, the sale untouched.
     assert_fails(
-        &ctl(&["activity", "restock", id.as_str(), "9007199254740993"]),
+        &ctl_db(
+            &db,
+            &["activity", "restock", id.as_str(), "9007199254740993"],
+        ),
         "at most 9007199254740992",
     );
     assert_eq!(ledger.stock_left(&keys).await.unwrap(), 3, "untouched");
-    let up = ctl(&["activity", "restock", id.as_str(), "20"]);
+    let up = ctl_db(&db, &["activity", "restock", id.as_str(), "20"]);
     assert!(up.status.success(), "{}", stderr(&up));
     assert_eq!(ledger.stock_left(&keys).await.unwrap(), 18);
     assert_fails(
-        &ctl(&["activity", "restock", fresh_id("ghost").as_str(), "3"]),
+        &ctl_db(
+            &db,
+            &["activity", "restock", fresh_id("ghost").as_str(), "3"],
+        ),
         "unknown activity",
     );
 
-    let closed = ctl(&["activity", "close", id.as_str()]);
+    let closed = ctl_db(&db, &["activity", "close", id.as_str()]);
     assert!(closed.status.success());
     assert!(ledger.meta(&id).await.unwrap().unwrap().closed);
     assert_eq!(
         buy(&ledger, &keys, &ids, "late", 1).await,
         DeductOutcome::Ended
     );
-    assert!(stdout(&ctl(&["activity", "close", id.as_str()])).contains("already closed"));
+    assert!(stdout(&ctl_db(&db, &["activity", "close", id.as_str()])).contains("already closed"));
     assert_fails(
-        &ctl(&["activity", "close", fresh_id("ghost").as_str()]),
+        &ctl_db(&db, &["activity", "close", fresh_id("ghost").as_str()]),
         "unknown activity",
     );
 }
@@ -470,4 +496,139 @@ async fn an_unreachable_redis_is_a_clear_error() {
     assert_fails(&out, "cannot reach Redis at redis://127.0.0.1:1");
     let out = ctl_env(&["verify", "x"], &[("SECKILL_REDIS_URL", "not-a-url")]);
     assert_fails(&out, "cannot reach Redis");
+}
+
+#[tokio::test]
+async fn rebuild_recovers_a_wiped_ledger_from_the_database_and_the_sale_goes_on() {
+    let db = fresh_database().await;
+    let store = seckill_store::Store::connect(&db, 2).await.unwrap();
+    let ledger = ledger_at(&redis_url()).await;
+    let id = fresh_id("rebuild");
+    let created = ctl_db(
+        &db,
+        &[
+            "activity",
+            "create",
+            "--id",
+            id.as_str(),
+            "--name",
+            "Rebuilt",
+            "--stock",
+            "5",
+            "--price-cents",
+            "100",
+            "--per-user-limit",
+            "1",
+            "--starts-at",
+            "now",
+            "--duration",
+            "1h",
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    // Recorded in the database first.
+    let recorded = store.activity(&id).await.unwrap().expect("recorded");
+    assert_eq!((recorded.stock_total, recorded.per_user_limit), (5, 1));
+
+    // A sale: a paid, b cancelled (its unit back), c won and not persisted yet (in the outbox).
+    let keys = ActivityKeys::new(&id);
+    let ids = leased_ids(&ledger).await;
+    let mut won = Vec::new();
+    for user in ["ra", "rb", "rc"] {
+        let DeductOutcome::Won { record, .. } = buy(&ledger, &keys, &ids, user, 1).await else {
+            panic!("expected a win")
+        };
+        won.push(record.decode().unwrap());
+    }
+    let (a, b, c) = (won[0].order_id, won[1].order_id, won[2].order_id);
+    store
+        .insert_orders(&won[..2], OrderStatus::PendingPayment)
+        .await
+        .unwrap();
+    ledger
+        .mirror(
+            &keys,
+            &[a, b],
+            OrderStatus::PendingPayment,
+            OrderStatus::Queued,
+        )
+        .await
+        .unwrap();
+    store
+        .transition(a, &[OrderStatus::PendingPayment], OrderStatus::Paid)
+        .await
+        .unwrap();
+    ledger.confirm(&keys, a).await.unwrap();
+    store
+        .transition(b, &[OrderStatus::PendingPayment], OrderStatus::Cancelled)
+        .await
+        .unwrap();
+    ledger
+        .release(&keys, b, OrderStatus::Cancelled)
+        .await
+        .unwrap();
+    let before = ledger.audit(&keys).await.unwrap().unwrap();
+
+    // Redis loses the activity.
+    let mut conn = ledger.connection();
+    let _: i64 = conn.del(&keys.all()[..]).await.unwrap();
+    for order in [a, b, c] {
+        let _: i64 = conn
+            .del(seckill_ledger::keys::order_index(order.0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        ctl_db(&db, &["verify", id.as_str(), "--ledger-only"])
+            .status
+            .code(),
+        Some(2),
+        "a wiped activity is unknown"
+    );
+    // Not while the sale is open, unless forced.
+    assert_fails(
+        &ctl_db(&db, &["activity", "rebuild", id.as_str()]),
+        "on sale now",
+    );
+    assert_fails(
+        &ctl_db(&db, &["activity", "rebuild", fresh_id("never").as_str()]),
+        "not recorded in the database",
+    );
+    // c is lost with the ledger (its row never came): the rebuild keeps what the database knows.
+    let rebuilt = ctl_db(&db, &["activity", "rebuild", id.as_str(), "--force"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    let after = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!(
+        (after.stock_total, after.stock, after.reserved, after.sold),
+        (5, 4, 0, 1),
+        "a sold, b released, c unknown to the database"
+    );
+    let verified = ctl_db(&db, &["verify", id.as_str()]);
+    assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));
+    // Every persisted order is findable by its id again, with its status.
+    assert_eq!(
+        ledger.order(a).await.unwrap().map(|o| o.status),
+        Some(OrderStatus::Paid)
+    );
+    assert_eq!(
+        ledger.order(b).await.unwrap().map(|o| o.status),
+        Some(OrderStatus::Cancelled)
+    );
+    assert!(before.sold == 1 && before.reserved == 1);
+
+    // The sale goes on and sells exactly what is left: 4 units; ra still holds theirs.
+    assert!(matches!(
+        buy(&ledger, &keys, &ids, "ra", 1).await,
+        DeductOutcome::Repeat { .. }
+    ));
+    for user in ["n1", "n2", "n3", "n4"] {
+        assert!(matches!(
+            buy(&ledger, &keys, &ids, user, 1).await,
+            DeductOutcome::Won { .. }
+        ));
+    }
+    assert!(matches!(
+        buy(&ledger, &keys, &ids, "n5", 1).await,
+        DeductOutcome::SoldOut { .. }
+    ));
 }

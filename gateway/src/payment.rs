@@ -3,17 +3,21 @@
 //!
 //! - `POST /v1/payments/notify`: the payment provider's notification. The signature is checked
 //!   over the raw body first (nothing else happens for a bad one), then the order and amount
-//!   against the ledger; an accepted notification travels on `seckill_payment` to the writer,
-//!   which records it once per payment id. A repeat is accepted again and changes nothing.
+//!   against the ledger; an accepted notification is noted in the ledger (the first per order:
+//!   the payment timeout applies it rather than cancel the order) and travels on
+//!   `seckill_payment` to the writer, which records it once per payment id. A repeat is accepted
+//!   again and changes nothing.
 //! - `DELETE /v1/orders/{id}`: the owner cancels an unpaid order; the request travels on
 //!   `seckill_order_timeout` (undelayed) to the writer, which cancels it if it is still unpaid
 //!   and gives the stock back.
 
 use http::HeaderMap;
-use seckill_ledger::{OrderId, OrderStatus};
+use seckill_ledger::ledger::PaymentNotice;
+use seckill_ledger::{ActivityId, ActivityKeys, OrderId, OrderStatus};
 use seckill_messages::cancel::cancel_message;
 use seckill_messages::payment::payment_message;
 use seckill_messages::{CancelReason, CancelRequest, Message, MqError, Payment};
+use seckill_service::now_ms;
 use serde::{Deserialize, Serialize};
 
 use crate::attempt::ledger_refusal;
@@ -81,6 +85,23 @@ pub async fn notify(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Accep
     if order.amount_cents != notice.amount_cents {
         return Err(Refusal::AmountMismatch);
     }
+    // Recorded in the ledger first: a payment notified in time wins over the payment timeout
+    // even while its message waits for a database that is down (the writer's expiry reads this).
+    let keys = ActivityId::parse(&order.activity_id)
+        .map(|id| ActivityKeys::new(&id))
+        .map_err(|_| Refusal::OrderNotFound)?;
+    app.ledger
+        .note_payment(
+            &keys,
+            &PaymentNotice {
+                order_id,
+                payment_id: notice.payment_id.clone(),
+                amount_cents: notice.amount_cents,
+                accepted_at: now_ms(),
+            },
+        )
+        .await
+        .map_err(|e| ledger_refusal(&e, "recording the payment notice"))?;
     let payment = Payment {
         payment_id: notice.payment_id,
         order_id,

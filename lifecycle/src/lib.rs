@@ -25,12 +25,20 @@ use seckill_ledger::{
     ActivityId, ActivityKeys, Ledger, LedgerError, OrderId, OrderRecord, OrderStatus,
 };
 use seckill_messages::{
-    cancel::cancel_message, CancelReason, CancelRequest, MqError, MqRuntime, Payment, StatusEvent,
+    cancel::cancel_message, CancelReason, CancelRequest, MqError, MqRuntime, Payment, RefundEvent,
+    StatusEvent,
 };
-use seckill_store::{PaymentOutcome, Store, StoreError, Transition};
+use seckill_store::{Parked, PaymentOutcome, Store, StoreError, Transition};
 
 /// The broker's deadline for one lifecycle message (timer, event).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How old an unsettled transition or an unannounced refund must be before the sweep completes
+/// it (the step that made it is probably still running before that).
+pub const SETTLE_GRACE: Duration = Duration::from_secs(5);
+
+/// The `parked.reason` of a payment whose id was recorded for another order.
+pub const PAYMENT_ID_REUSED: &str = "payment_id_reused";
 
 /// Why a lifecycle step did not complete. Every step is idempotent: retrying a failed one only
 /// completes what is missing.
@@ -153,17 +161,20 @@ impl Lifecycle {
             .await?
         {
             Transition::Applied { activity_id } => {
-                self.release(&activity_id, order_id).await?;
-                self.publish_event(order_id, &activity_id, OrderStatus::Cancelled)
-                    .await;
+                self.settle(order_id, &activity_id, OrderStatus::Cancelled)
+                    .await?;
                 Ok(CancelOutcome::Cancelled)
             }
             Transition::Refused {
                 activity_id,
                 current: OrderStatus::Cancelled,
+                settled,
             } => {
-                // Complete what a failed earlier attempt may have left undone (idempotent).
-                self.release(&activity_id, order_id).await?;
+                // Complete what a failed earlier attempt may have left undone.
+                if !settled {
+                    self.settle(order_id, &activity_id, OrderStatus::Cancelled)
+                        .await?;
+                }
                 Ok(CancelOutcome::AlreadyCancelled)
             }
             Transition::Refused { current, .. } => Ok(CancelOutcome::NotCancellable(current)),
@@ -171,7 +182,27 @@ impl Lifecycle {
         }
     }
 
-    /// Records a payment and applies it; a repeated notification is a no-op.
+    /// The payment window of `order_id` ended: cancel it, unless the gateway accepted a payment
+    /// notice for it — then that payment is applied now, whatever happened to its message (in
+    /// redelivery while the database was down, say): a payment notified in time wins over the
+    /// timeout.
+    pub async fn expire(&self, order_id: OrderId) -> Result<CancelOutcome, LifecycleError> {
+        if let Some(notice) = self.ledger.payment_notice(order_id).await? {
+            let payment = Payment {
+                order_id,
+                payment_id: notice.payment_id,
+                amount_cents: notice.amount_cents,
+            };
+            let status = self.pay(&payment).await?;
+            tracing::info!(order = %order_id, payment = %payment.payment_id, ?status, "payment window ended: the notified payment applied instead of a cancel");
+            return Ok(CancelOutcome::NotCancellable(status));
+        }
+        self.cancel(order_id).await
+    }
+
+    /// Records a payment and applies it; a repeated notification is a no-op. A payment the
+    /// order cannot take (paid already) is kept and its refund announced (`PAYMENT_REFUND`); a
+    /// payment id already recorded for another order is parked for an operator.
     pub async fn pay(&self, payment: &Payment) -> Result<OrderStatus, LifecycleError> {
         let record = seckill_store::Payment {
             payment_id: payment.payment_id.clone(),
@@ -180,33 +211,61 @@ impl Lifecycle {
         };
         match self.store.record_payment(&record).await? {
             PaymentOutcome::Paid { activity_id } => {
-                self.confirm(&activity_id, payment.order_id).await?;
-                self.publish_event(payment.order_id, &activity_id, OrderStatus::Paid)
-                    .await;
+                self.settle(payment.order_id, &activity_id, OrderStatus::Paid)
+                    .await?;
                 Ok(OrderStatus::Paid)
             }
             PaymentOutcome::Refunding { activity_id } => {
-                self.mirror(&activity_id, payment.order_id, OrderStatus::Refunding)
+                self.settle(payment.order_id, &activity_id, OrderStatus::Refunding)
                     .await?;
-                self.publish_event(payment.order_id, &activity_id, OrderStatus::Refunding)
-                    .await;
                 Ok(OrderStatus::Refunding)
             }
             PaymentOutcome::Duplicate {
                 activity_id,
                 current,
+                settled,
+                refund_pending,
             } => {
-                // Complete what a failed earlier attempt may have left undone (idempotent).
-                match current {
-                    OrderStatus::Paid => self.confirm(&activity_id, payment.order_id).await?,
-                    OrderStatus::Refunding | OrderStatus::Refunded => {
-                        self.mirror(&activity_id, payment.order_id, current).await?
-                    }
-                    _ => {}
+                // Complete what a failed earlier attempt may have left undone.
+                if !settled {
+                    self.settle(payment.order_id, &activity_id, current).await?;
+                }
+                if refund_pending {
+                    self.announce_refund(&record, &activity_id, current).await?;
                 }
                 Ok(current)
             }
-            PaymentOutcome::Refused { current, .. } => Ok(current),
+            PaymentOutcome::Refused {
+                activity_id,
+                current,
+            } => {
+                self.announce_refund(&record, &activity_id, current).await?;
+                Ok(current)
+            }
+            PaymentOutcome::Reused { other_order } => {
+                tracing::error!(
+                    payment = %payment.payment_id,
+                    order = %payment.order_id,
+                    %other_order,
+                    "a payment id already recorded for another order: parked"
+                );
+                self.store
+                    .park(&[Parked {
+                        key: format!("payment:{}:{}", payment.payment_id, payment.order_id),
+                        topic: seckill_messages::PAYMENT_TOPIC.to_owned(),
+                        order_id: Some(payment.order_id),
+                        activity_id: None,
+                        reason: PAYMENT_ID_REUSED.to_owned(),
+                        detail: format!(
+                            "payment {} was recorded for order {other_order} already",
+                            payment.payment_id
+                        ),
+                        body: serde_json::to_vec(&record).unwrap_or_default(),
+                    }])
+                    .await?;
+                let current = self.store.status(payment.order_id).await?;
+                Ok(current.map_or(OrderStatus::PendingPayment, |(_, s)| s))
+            }
             PaymentOutcome::Missing => Err(LifecycleError::NotYetPersisted(payment.order_id)),
         }
     }
@@ -219,16 +278,21 @@ impl Lifecycle {
             .await?
         {
             Transition::Applied { activity_id } => {
-                self.mirror(&activity_id, order_id, OrderStatus::Refunding)
+                self.settle(order_id, &activity_id, OrderStatus::Refunding)
                     .await?;
-                self.publish_event(order_id, &activity_id, OrderStatus::Refunding)
-                    .await;
                 activity_id
             }
             Transition::Refused {
                 activity_id,
                 current: OrderStatus::Refunding,
-            } => activity_id,
+                settled,
+            } => {
+                if !settled {
+                    self.settle(order_id, &activity_id, OrderStatus::Refunding)
+                        .await?;
+                }
+                activity_id
+            }
             Transition::Refused { current, .. } => return Ok(current),
             Transition::Missing => return Err(LifecycleError::NotYetPersisted(order_id)),
         };
@@ -240,28 +304,97 @@ impl Lifecycle {
             Transition::Applied { .. }
             | Transition::Refused {
                 current: OrderStatus::Refunded,
+                settled: false,
                 ..
             } => {
-                self.mirror(&activity_id, order_id, OrderStatus::Refunded)
+                self.settle(order_id, &activity_id, OrderStatus::Refunded)
                     .await?;
-                self.publish_event(order_id, &activity_id, OrderStatus::Refunded)
-                    .await;
                 Ok(OrderStatus::Refunded)
             }
+            Transition::Refused {
+                current: OrderStatus::Refunded,
+                ..
+            } => Ok(OrderStatus::Refunded),
             Transition::Refused { current, .. } => Ok(current),
             Transition::Missing => Err(LifecycleError::NotYetPersisted(order_id)),
         }
     }
 
-    /// Cancels every order still unpaid a full window after its win. Returns how many.
+    /// Cancels every order still unpaid a full window after its win, then completes the
+    /// follow-ups that failed after earlier commits (a release, a confirm, an event) and the
+    /// refund announcements that failed. Returns how many orders it cancelled.
     pub async fn sweep(&self, limit: i64) -> Result<usize, LifecycleError> {
         let mut cancelled = 0;
         for order_id in self.store.overdue(self.window, limit).await? {
-            if self.cancel(order_id).await? == CancelOutcome::Cancelled {
+            if self.expire(order_id).await? == CancelOutcome::Cancelled {
                 cancelled += 1;
             }
         }
+        for (order_id, activity_id, status) in self.store.unsettled(SETTLE_GRACE, limit).await? {
+            tracing::info!(order = %order_id, ?status, "sweep: completing the follow-ups of an earlier transition");
+            self.settle(order_id, &activity_id, status).await?;
+        }
+        for refund in self.store.pending_refunds(SETTLE_GRACE, limit).await? {
+            let current = self
+                .store
+                .status(refund.payment.order_id)
+                .await?
+                .map_or(OrderStatus::Paid, |(_, s)| s);
+            self.announce_refund(&refund.payment, &refund.activity_id, current)
+                .await?;
+        }
         Ok(cancelled)
+    }
+
+    /// The follow-ups of `order_id` having reached `status`, each idempotent: the ledger's
+    /// confirm (paid), release (cancelled) or status mirror, then the lifecycle event; then the
+    /// row is marked settled. Any failure leaves it unsettled for a retry (the redelivered
+    /// step, or the sweep).
+    async fn settle(
+        &self,
+        order_id: OrderId,
+        activity_id: &str,
+        status: OrderStatus,
+    ) -> Result<(), LifecycleError> {
+        match status {
+            OrderStatus::Paid => self.confirm(activity_id, order_id).await?,
+            OrderStatus::Cancelled => self.release(activity_id, order_id).await?,
+            OrderStatus::Refunding | OrderStatus::Refunded => {
+                self.mirror(activity_id, order_id, status).await?
+            }
+            // Creation's follow-ups (mirror, timer) belong to the writer's batch.
+            OrderStatus::Queued | OrderStatus::PendingPayment => return Ok(()),
+        }
+        self.publish_event(order_id, activity_id, status).await?;
+        self.store.mark_settled(order_id, status).await?;
+        Ok(())
+    }
+
+    /// Announces that a refused payment's money goes back, then records the announcement.
+    async fn announce_refund(
+        &self,
+        payment: &seckill_store::Payment,
+        activity_id: &str,
+        current: OrderStatus,
+    ) -> Result<(), LifecycleError> {
+        let message = RefundEvent::message(
+            payment.order_id,
+            activity_id,
+            &payment.payment_id,
+            payment.amount_cents,
+            current,
+        )?;
+        self.send(message).await?;
+        tracing::warn!(
+            payment = %payment.payment_id,
+            order = %payment.order_id,
+            ?current,
+            "a payment the order could not take: refund announced"
+        );
+        self.store
+            .mark_refund_announced(&payment.payment_id)
+            .await?;
+        Ok(())
     }
 
     fn keys(activity_id: &str, order: OrderId) -> Result<ActivityKeys, LifecycleError> {
@@ -306,16 +439,22 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Lifecycle events are notifications after the commit: a failed send is logged.
-    async fn publish_event(&self, order_id: OrderId, activity_id: &str, status: OrderStatus) {
-        let sent = match StatusEvent::message(order_id, activity_id, status) {
-            Ok(message) => self.producer.send(message).await.map_err(MqError::from),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = sent {
-            let event = seckill_messages::event_tag(status);
-            tracing::warn!(order = order_id.0, event, error = %e, "lifecycle event not published");
-        }
+    /// The lifecycle event of a transition. A failed send fails the step (the row stays
+    /// unsettled, so a retry sends it); a retry may send an event twice — consumers dedupe by
+    /// order id and event, as at-least-once delivery asks.
+    async fn publish_event(
+        &self,
+        order_id: OrderId,
+        activity_id: &str,
+        status: OrderStatus,
+    ) -> Result<(), LifecycleError> {
+        self.send(StatusEvent::message(order_id, activity_id, status)?)
+            .await
+    }
+
+    /// One message; Ok only when the broker stored it.
+    async fn send(&self, message: seckill_messages::Message) -> Result<(), LifecycleError> {
+        Ok(seckill_messages::send_one(&self.producer, message).await?)
     }
 
     pub async fn shutdown(&self) {

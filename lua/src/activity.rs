@@ -105,6 +105,20 @@ pub struct NewActivity {
 }
 
 impl NewActivity {
+    /// The activity as stored once created (open, not closed).
+    pub fn recorded(&self) -> ActivityMeta {
+        ActivityMeta {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            price_cents: self.price_cents,
+            stock_total: self.stock_total,
+            per_user_limit: self.per_user_limit,
+            starts_at_ms: self.starts_at_ms,
+            ends_at_ms: self.ends_at_ms,
+            closed: false,
+        }
+    }
+
     /// Checks everything Redis would otherwise store blindly.
     pub fn validate(&self) -> Result<(), InvalidActivity> {
         let problem = if self.name.trim().is_empty() || self.name.len() > 200 {

@@ -121,6 +121,9 @@ pub struct ActivityKeys {
     pub outbox: String,
     /// set of order ids whose stock went back
     pub released: String,
+    /// hash order id → the first payment notice the gateway accepted (JSON), so a payment
+    /// notified in time wins over the payment timeout whatever the database did meanwhile
+    pub payments: String,
 }
 
 impl ActivityKeys {
@@ -136,6 +139,7 @@ impl ActivityKeys {
             orders: key("orders"),
             outbox: key("outbox"),
             released: key("released"),
+            payments: key("payments"),
             id: id.clone(),
         }
     }
@@ -155,7 +159,7 @@ impl ActivityKeys {
     }
 
     /// Every key of the activity (for deleting a test activity).
-    pub fn all(&self) -> [&str; 9] {
+    pub fn all(&self) -> [&str; 10] {
         [
             &self.meta,
             &self.stock,
@@ -166,6 +170,7 @@ impl ActivityKeys {
             &self.orders,
             &self.outbox,
             &self.released,
+            &self.payments,
         ]
     }
 }

@@ -168,6 +168,16 @@ pub struct Counters {
     pub outbox: i64,
 }
 
+/// A payment notification the gateway accepted (signature and amount checked).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PaymentNotice {
+    pub order_id: OrderId,
+    pub payment_id: String,
+    pub amount_cents: i64,
+    /// Unix milliseconds, by the accepting gateway's clock.
+    pub accepted_at: i64,
+}
+
 /// One buyer in one activity (see [`Ledger::buyer`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Buyer {
@@ -577,6 +587,140 @@ impl Ledger {
         Ok(outcome)
     }
 
+    /// Replaces an activity's ledger, atomically (MULTI/EXEC), by the one `meta` and `orders`
+    /// imply: every order recorded with its status; reserved = units of queued and
+    /// pending-payment orders, sold = units of paid, refunding and refunded ones, stock = total −
+    /// both; buyers hold their orders' units but those of cancelled orders, which are released;
+    /// each buyer's latest order; `outbox` (order id, score) re-queued for the relay; every
+    /// order findable by its id. The recovery after Redis lost data (`seckillctl activity
+    /// rebuild`). Refused, writing nothing, when the orders hold more units than the total.
+    pub async fn rebuild(
+        &self,
+        meta: &ActivityMeta,
+        orders: &[OrderRecord],
+        outbox: &[(OrderId, i64)],
+    ) -> Result<Counters, LedgerError> {
+        use OrderStatus::*;
+        let keys = ActivityKeys::new(&meta.id);
+        let (mut reserved, mut sold) = (0i64, 0i64);
+        let mut buyers: HashMap<&str, i64> = HashMap::new();
+        let mut latest: HashMap<&str, &OrderRecord> = HashMap::new();
+        let mut released = Vec::new();
+        for order in orders {
+            let units = i64::from(order.quantity);
+            match order.status {
+                Queued | PendingPayment => reserved += units,
+                Paid | Refunding | Refunded => sold += units,
+                Cancelled => released.push(order.order_id.0),
+            }
+            if order.status != Cancelled {
+                *buyers.entry(&order.user_id).or_default() += units;
+            }
+            let newer = latest
+                .get(order.user_id.as_str())
+                .is_none_or(|l| (l.created_at, l.order_id) < (order.created_at, order.order_id));
+            if newer {
+                latest.insert(&order.user_id, order);
+            }
+        }
+        let stock = meta.stock_total - reserved - sold;
+        if stock < 0 {
+            return Err(LedgerError::Corrupt {
+                key: keys.meta.clone(),
+                detail: format!(
+                    "the orders hold {} units, more than the total of {}: oversold",
+                    reserved + sold,
+                    meta.stock_total
+                ),
+            });
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        // Everything but the payment notices (not derived from the orders; kept if still there).
+        let derived: Vec<&str> = keys
+            .all()
+            .into_iter()
+            .filter(|k| *k != keys.payments)
+            .collect();
+        pipe.del(&derived).ignore();
+        pipe.hset_multiple(
+            &keys.meta,
+            &[
+                ("name", meta.name.clone()),
+                ("price_cents", meta.price_cents.to_string()),
+                ("stock_total", meta.stock_total.to_string()),
+                ("per_user_limit", meta.per_user_limit.to_string()),
+                ("starts_at", meta.starts_at_ms.to_string()),
+                ("ends_at", meta.ends_at_ms.to_string()),
+                ("closed", if meta.closed { "1" } else { "0" }.to_owned()),
+            ],
+        )
+        .ignore();
+        pipe.set(&keys.stock, stock).ignore();
+        pipe.set(&keys.reserved, reserved).ignore();
+        pipe.set(&keys.sold, sold).ignore();
+        for chunk in orders.chunks(1000) {
+            let mut records = Vec::with_capacity(chunk.len());
+            let mut index = Vec::with_capacity(chunk.len());
+            for order in chunk {
+                let text = serde_json::to_string(order).map_err(|e| LedgerError::Record {
+                    key: keys.orders.clone(),
+                    source: e,
+                })?;
+                records.push((order.order_id.0, text));
+                index.push((keys::order_index(order.order_id.0), meta.id.as_str()));
+            }
+            pipe.hset_multiple(&keys.orders, &records).ignore();
+            pipe.mset(&index).ignore();
+        }
+        let buyers: Vec<(&str, i64)> = buyers.into_iter().filter(|(_, u)| *u > 0).collect();
+        for chunk in buyers.chunks(1000) {
+            pipe.hset_multiple(&keys.buyers, chunk).ignore();
+        }
+        let latest: Vec<(&str, u64)> = latest
+            .into_iter()
+            .map(|(user, order)| (user, order.order_id.0))
+            .collect();
+        for chunk in latest.chunks(1000) {
+            pipe.hset_multiple(&keys.user_order, chunk).ignore();
+        }
+        for chunk in released.chunks(1000) {
+            pipe.sadd(&keys.released, chunk).ignore();
+        }
+        for chunk in outbox.chunks(1000) {
+            let entries: Vec<(i64, u64)> = chunk.iter().map(|(id, at)| (*at, id.0)).collect();
+            pipe.zadd_multiple(&keys.outbox, &entries).ignore();
+        }
+        pipe.sadd(keys::ACTIVITIES, meta.id.as_str()).ignore();
+        pipe.query_async::<()>(&mut self.connection()).await?;
+        self.publish(&LedgerEvent::Changed(meta.id.clone())).await?;
+        self.publish(&if stock > 0 {
+            LedgerEvent::StockBack(meta.id.clone())
+        } else {
+            LedgerEvent::SoldOut(meta.id.clone())
+        })
+        .await?;
+        Ok(Counters {
+            stock,
+            reserved,
+            sold,
+            orders: orders.len() as i64,
+            outbox: outbox.len() as i64,
+        })
+    }
+
+    /// The outbox of an activity: (order id, ms when won or last claimed).
+    pub async fn outbox(&self, keys: &ActivityKeys) -> Result<Vec<(OrderId, i64)>, LedgerError> {
+        let entries: Vec<(u64, i64)> = self
+            .connection()
+            .zrange_withscores(&keys.outbox, 0, -1)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .map(|(id, at)| (OrderId(id), at))
+            .collect())
+    }
+
     /// Ends an activity now.
     pub async fn close(&self, keys: &ActivityKeys) -> Result<CloseOutcome, LedgerError> {
         let script = &SCRIPTS.close;
@@ -785,6 +929,44 @@ impl Ledger {
             }
             cursor = next;
         }
+    }
+
+    /// Records the first payment notice accepted for an order (later ones change nothing).
+    /// True when this one was the first.
+    pub async fn note_payment(
+        &self,
+        keys: &ActivityKeys,
+        notice: &PaymentNotice,
+    ) -> Result<bool, LedgerError> {
+        let text = serde_json::to_string(notice).map_err(|e| LedgerError::Record {
+            key: keys.payments.clone(),
+            source: e,
+        })?;
+        Ok(self
+            .connection()
+            .hset_nx(&keys.payments, notice.order_id.0, text)
+            .await?)
+    }
+
+    /// The first payment notice accepted for an order, found by its id alone.
+    pub async fn payment_notice(
+        &self,
+        order_id: OrderId,
+    ) -> Result<Option<PaymentNotice>, LedgerError> {
+        let mut conn = self.connection();
+        let activity: Option<String> = conn.get(keys::order_index(order_id.0)).await?;
+        let Some(activity) = activity.and_then(|a| ActivityId::parse(&a).ok()) else {
+            return Ok(None);
+        };
+        let keys = ActivityKeys::new(&activity);
+        let raw: Option<String> = conn.hget(&keys.payments, order_id.0).await?;
+        raw.map(|raw| {
+            serde_json::from_str(&raw).map_err(|e| LedgerError::Record {
+                key: format!("{}[{order_id}]", keys.payments),
+                source: e,
+            })
+        })
+        .transpose()
     }
 
     /// Publishes an event to every gateway.

@@ -124,6 +124,16 @@ pub async fn send_batch(
     }
 }
 
+/// Sends one message; Ok only when the broker answers SEND_OK.
+pub async fn send_one(producer: &DefaultMQProducer, message: Message) -> Result<(), MqError> {
+    match producer.send(message).await {
+        Ok(Some(result)) if result.send_status == SendStatus::SendOk => Ok(()),
+        Ok(Some(result)) => Err(MqError::NotStored(result.send_status)),
+        Ok(None) => Err(MqError::NoResult),
+        Err(e) => Err(MqError::from(e)),
+    }
+}
+
 /// Where a push consumer's group starts, and how it consumes.
 #[derive(Clone, Debug)]
 pub struct ConsumerOptions {

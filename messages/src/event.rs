@@ -61,3 +61,42 @@ impl StatusEvent {
             .build_unchecked())
     }
 }
+
+/// `PAYMENT_REFUND`: money received for an order that could not take it (paid already by
+/// another payment, or refunded): the payment system gives it back. Keys: the order id and the
+/// payment id.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefundEvent {
+    pub event: String,
+    pub order_id: OrderId,
+    pub activity_id: String,
+    pub payment_id: String,
+    pub amount_cents: i64,
+    /// The order's status when the payment arrived.
+    pub order_status: OrderStatus,
+}
+
+impl RefundEvent {
+    pub fn message(
+        order_id: OrderId,
+        activity_id: &str,
+        payment_id: &str,
+        amount_cents: i64,
+        order_status: OrderStatus,
+    ) -> Result<Message, MqError> {
+        let body = serde_json::to_vec(&RefundEvent {
+            event: crate::PAYMENT_REFUND.to_owned(),
+            order_id,
+            activity_id: activity_id.to_owned(),
+            payment_id: payment_id.to_owned(),
+            amount_cents,
+            order_status,
+        })?;
+        Ok(Message::builder()
+            .topic(ORDER_EVENT_TOPIC)
+            .tags(crate::PAYMENT_REFUND)
+            .keys(vec![order_id.to_string(), payment_id.to_owned()])
+            .body_slice(&body)
+            .build_unchecked())
+    }
+}

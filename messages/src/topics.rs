@@ -19,6 +19,8 @@ pub const MAX_BATCH: usize = 64;
 
 /// Tag of the `seckill_order_event` message that reports persisted orders.
 pub const ORDER_CREATED: &str = "ORDER_CREATED";
+/// Tag of the `seckill_order_event` message asking for a refused payment's money to go back.
+pub const PAYMENT_REFUND: &str = "PAYMENT_REFUND";
 
 /// The `seckill_order_event` tag announcing that an order reached `status`.
 pub fn event_tag(status: OrderStatus) -> &'static str {

@@ -19,7 +19,7 @@ use seckill_ledger::{
 };
 use seckill_lifecycle::{Lifecycle, LifecycleError};
 use seckill_messages::order::decode_order;
-use seckill_messages::{CancelRequest, MqError, Payment, ORDER_TOPIC};
+use seckill_messages::{CancelReason, CancelRequest, MqError, Payment, ORDER_TOPIC};
 use seckill_store::Parked;
 use tokio::runtime::Handle;
 
@@ -305,7 +305,10 @@ pub fn cancel_step(
     Box::pin(async move {
         // Each cancel is idempotent: a retry after a failure part-way repeats none.
         for order_id in request.order_ids {
-            let outcome = lifecycle.cancel(order_id).await?;
+            let outcome = match request.reason {
+                CancelReason::Timeout => lifecycle.expire(order_id).await?,
+                CancelReason::User => lifecycle.cancel(order_id).await?,
+            };
             tracing::info!(order = order_id.0, reason = ?request.reason, ?outcome, "cancel request handled");
         }
         Ok(())

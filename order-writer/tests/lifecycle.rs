@@ -218,6 +218,199 @@ async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_follow_up_is_dropped_a_second_payment_is_refunded_a_reused_payment_id_parked() {
+    let Stack {
+        mut mq,
+        database: _,
+        store,
+        ledger,
+        activity,
+    } = Stack::start("settle", 5, 1).await;
+    let keys = ActivityKeys::new(&activity);
+    let ids = leased_ids(&ledger).await;
+    let mut orders = Vec::new();
+    for user in ["s1", "s2", "s3"] {
+        let seckill_ledger::ledger::DeductOutcome::Won { record, .. } =
+            buy(&ledger, &keys, &ids, user, 1).await
+        else {
+            panic!("expected a win")
+        };
+        orders.push(record.decode().unwrap());
+    }
+    store
+        .insert_orders(&orders, OrderStatus::PendingPayment)
+        .await
+        .unwrap();
+    let order_ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
+    ledger
+        .mirror(
+            &keys,
+            &order_ids,
+            OrderStatus::PendingPayment,
+            OrderStatus::Queued,
+        )
+        .await
+        .unwrap();
+    let (a, b, c) = (order_ids[0], order_ids[1], order_ids[2]);
+    let runtime = MqRuntime::start("test-settle").unwrap();
+    let lifecycle = Lifecycle::start(
+        &runtime,
+        &mq.namesrv,
+        store.clone(),
+        ledger.clone(),
+        Duration::from_secs(1800),
+    )
+    .await
+    .unwrap();
+    let payment = |order: OrderId, id: &str| seckill_messages::Payment {
+        order_id: order,
+        payment_id: id.to_owned(),
+        amount_cents: orders[0].amount_cents,
+    };
+
+    // Paid, then paid again with another payment: the second is kept and its refund announced.
+    assert_eq!(
+        lifecycle.pay(&payment(a, "p1")).await.unwrap(),
+        OrderStatus::Paid
+    );
+    assert_eq!(
+        lifecycle.pay(&payment(a, "p2")).await.unwrap(),
+        OrderStatus::Paid
+    );
+    assert_eq!(store.payments(a).await.unwrap().len(), 2);
+    assert!(store
+        .pending_refunds(Duration::ZERO, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A payment id already recorded for order a, now for order b: parked, b untouched.
+    assert_eq!(
+        lifecycle.pay(&payment(b, "p1")).await.unwrap(),
+        OrderStatus::PendingPayment
+    );
+    assert!(store.payments(b).await.unwrap().is_empty());
+    let parked = store.parked(10).await.unwrap();
+    assert!(
+        parked
+            .iter()
+            .any(|p| p.reason == "payment_id_reused" && p.order_id == Some(b)),
+        "{parked:?}"
+    );
+
+    // The broker is down: the cancel commits and gives the stock back, but its event cannot
+    // go out — the step fails (it was logged and dropped before) and the row stays unsettled.
+    mq.stop_broker().await;
+    assert!(lifecycle.cancel(c).await.is_err());
+    assert_eq!(
+        store.status(c).await.unwrap().map(|(_, s)| s),
+        Some(OrderStatus::Cancelled)
+    );
+    let unsettled = store.unsettled(Duration::ZERO, 10).await.unwrap();
+    assert_eq!(
+        unsettled.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
+        vec![c]
+    );
+    // Back up: the sweep completes it (the release again, idempotent; the event).
+    mq.start_broker().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let swept = lifecycle.sweep(100).await;
+        let left = store.unsettled(Duration::ZERO, 10).await.unwrap();
+        if swept.is_ok() && left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never settled: {swept:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!((audit.sold, audit.reserved, audit.stock), (1, 1, 3));
+    lifecycle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_notified_in_time_wins_over_the_timeout_while_its_message_waits() {
+    // No writer consumes: the accepted payment's message waits in the broker, as it does
+    // while PostgreSQL is down and every delivery fails.
+    let Sale {
+        mq,
+        database,
+        ledger,
+        activity,
+        gw,
+        store,
+    } = Sale::start("intime", 3, 1).await;
+    let order = won(&gw, &activity, "payer").await;
+    let record = ledger.order(order).await.unwrap().unwrap();
+    store
+        .insert_orders(std::slice::from_ref(&record), OrderStatus::PendingPayment)
+        .await
+        .unwrap();
+    ledger
+        .mirror(
+            &ActivityKeys::new(&activity),
+            &[order],
+            OrderStatus::PendingPayment,
+            OrderStatus::Queued,
+        )
+        .await
+        .unwrap();
+    let reply = notify(
+        &gw,
+        &order.to_string(),
+        "pay-in-time",
+        record.amount_cents,
+        PAYMENT_SECRET,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    // The window (1 s) ends; the database is back; the sweep runs before the payment's
+    // redelivery: the payment wins, the order is paid, not cancelled then refunded.
+    let runtime = MqRuntime::start("test-intime").unwrap();
+    let lifecycle = Lifecycle::start(
+        &runtime,
+        &mq.namesrv,
+        store.clone(),
+        ledger.clone(),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store
+        .overdue(Duration::from_secs(1), 10)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never overdue");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lifecycle.sweep(10).await.unwrap();
+    assert_eq!(db_status(&store, order).await, Some(OrderStatus::Paid));
+    let payments = store.payments(order).await.unwrap();
+    assert_eq!(
+        payments
+            .iter()
+            .map(|p| p.payment_id.as_str())
+            .collect::<Vec<_>>(),
+        ["pay-in-time"]
+    );
+    ledger_status_becomes(&ledger, order, OrderStatus::Paid).await;
+    // The timer's own cancel, arriving later, changes nothing.
+    assert_eq!(
+        lifecycle.expire(order).await.unwrap(),
+        seckill_lifecycle::CancelOutcome::NotCancellable(OrderStatus::Paid)
+    );
+    assert_clean(&verify(&activity, &database));
+    lifecycle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_duplicate_mismatched_and_unknown_notifications() {
     let (
         Sale {
@@ -311,7 +504,7 @@ async fn forged_duplicate_mismatched_and_unknown_notifications() {
 async fn the_owner_cancels_an_unpaid_order_but_not_a_paid_one_and_operators_refund() {
     let (
         Sale {
-            mq: _mq,
+            mq,
             database,
             ledger,
             activity,
@@ -382,6 +575,7 @@ async fn the_owner_cancels_an_unpaid_order_but_not_a_paid_one_and_operators_refu
             .args(args)
             .env("SECKILL_REDIS_URL", redis_url())
             .env("SECKILL_DATABASE_URL", &database)
+            .env("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)
             .output()
             .unwrap()
     };

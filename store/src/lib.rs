@@ -27,15 +27,17 @@ use deadpool_postgres::{Pool, Runtime};
 use seckill_ledger::OrderStatus;
 use tokio_postgres::NoTls;
 
+mod activities;
 mod migrate;
 mod orders;
 mod parked;
 mod payments;
 mod reports;
 
+pub use activities::Recorded;
 pub use orders::{StoredOrder, Transition};
 pub use parked::{Parked, ParkedRow};
-pub use payments::{Payment, PaymentOutcome};
+pub use payments::{Payment, PaymentOutcome, PendingRefund};
 pub use reports::{PersistedOrder, WinToRow};
 
 /// Default database of the local stack (`scripts/services.sh postgres` creates it).

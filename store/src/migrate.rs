@@ -9,6 +9,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_orders.sql")),
     (2, include_str!("../migrations/0002_ids_byte_order.sql")),
     (3, include_str!("../migrations/0003_parked.sql")),
+    (4, include_str!("../migrations/0004_settling.sql")),
+    (5, include_str!("../migrations/0005_activities.sql")),
 ];
 
 impl Store {

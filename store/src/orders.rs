@@ -13,10 +13,12 @@ use crate::{Store, StoreError};
 pub enum Transition {
     /// This call moved the order; `activity_id` says where its stock lives.
     Applied { activity_id: String },
-    /// The order was not in a status the transition starts from; it is in `current`.
+    /// The order was not in a status the transition starts from; it is in `current`, whose
+    /// follow-ups are done if `settled` (see [`Store::unsettled`]).
     Refused {
         activity_id: String,
         current: OrderStatus,
+        settled: bool,
     },
     /// No such order (yet: the writer may not have persisted it).
     Missing,
@@ -164,6 +166,37 @@ impl Store {
             .collect())
     }
 
+    /// Every persisted order of one activity as a ledger record (what a rebuilt ledger holds).
+    pub async fn activity_records(&self, activity: &str) -> Result<Vec<OrderRecord>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT order_id, user_id, quantity, amount_cents, channel, status,
+                        (extract(epoch FROM created_at) * 1000)::bigint, per_user_limit
+                 FROM orders WHERE activity_id = $1 ORDER BY order_id",
+                &[&activity],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.get(5);
+                Ok(OrderRecord {
+                    order_id: OrderId(row.get::<_, i64>(0) as u64),
+                    activity_id: activity.to_owned(),
+                    user_id: row.get(1),
+                    quantity: row.get::<_, i32>(2) as u32,
+                    amount_cents: row.get(3),
+                    channel: row.get(4),
+                    status: OrderStatus::parse(&status).ok_or_else(|| {
+                        StoreError::Config(format!("order row with unknown status {status:?}"))
+                    })?,
+                    created_at: row.get(6),
+                    per_user_limit: row.get::<_, i32>(7) as u32,
+                })
+            })
+            .collect()
+    }
+
     /// Every persisted order of one activity, with its item count.
     pub async fn activity_orders(
         &self,
@@ -215,7 +248,7 @@ impl Store {
         let id = order_id.0 as i64;
         let updated = client
             .query_opt(
-                "UPDATE orders SET status = $2, updated_at = now()
+                "UPDATE orders SET status = $2, updated_at = now(), settled = false
                  WHERE order_id = $1 AND status = ANY($3)
                  RETURNING activity_id",
                 &[&id, &to.as_str(), &sources],
@@ -226,13 +259,66 @@ impl Store {
                 activity_id: row.get(0),
             });
         }
-        Ok(match self.status(order_id).await? {
-            Some((activity_id, current)) => Transition::Refused {
-                activity_id,
-                current,
+        let row = client
+            .query_opt(
+                "SELECT activity_id, status, settled FROM orders WHERE order_id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => Transition::Refused {
+                activity_id: row.get(0),
+                current: OrderStatus::parse(row.get(1)).unwrap_or(OrderStatus::Queued),
+                settled: row.get(2),
             },
             None => Transition::Missing,
         })
+    }
+
+    /// Records that the follow-ups of `order_id` reaching `status` are done (a no-op if it has
+    /// moved on since: the later transition has follow-ups of its own).
+    pub async fn mark_settled(
+        &self,
+        order_id: OrderId,
+        status: OrderStatus,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE orders SET settled = true
+                 WHERE order_id = $1 AND status = $2 AND NOT settled",
+                &[&(order_id.0 as i64), &status.as_str()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Orders whose last transition, older than `grace`, still has follow-ups to do (oldest
+    /// first, `limit` at most): (order, activity, status).
+    pub async fn unsettled(
+        &self,
+        grace: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<(OrderId, String, OrderStatus)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT order_id, activity_id, status FROM orders
+                 WHERE NOT settled AND updated_at < now() - make_interval(secs => $1)
+                 ORDER BY updated_at LIMIT $2",
+                &[&grace.as_secs_f64(), &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some((
+                    OrderId(row.get::<_, i64>(0) as u64),
+                    row.get(1),
+                    OrderStatus::parse(row.get(2))?,
+                ))
+            })
+            .collect())
     }
 
     /// An order's activity and current status.

@@ -23,17 +23,34 @@ pub enum PaymentOutcome {
     Refunding {
         activity_id: String,
     },
-    /// This payment id was recorded before: nothing changed.
+    /// This payment id was recorded before for this order: nothing changed. `settled`: the
+    /// order's follow-ups are done; `refund_pending`: the payment was refused and its refund
+    /// not announced yet.
     Duplicate {
         activity_id: String,
         current: OrderStatus,
+        settled: bool,
+        refund_pending: bool,
     },
-    /// The order is in a status that takes no payment (e.g. already paid by another payment).
+    /// The order is in a status that takes no payment (already paid by another payment, say):
+    /// the payment is recorded as not applied, its money to go back (`PAYMENT_REFUND`).
     Refused {
         activity_id: String,
         current: OrderStatus,
     },
+    /// This payment id was recorded before for ANOTHER order: nothing recorded (the payment
+    /// provider reused an id, or the notification is forged with a valid signature).
+    Reused {
+        other_order: OrderId,
+    },
     Missing,
+}
+
+/// A refused payment whose refund is not announced yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingRefund {
+    pub payment: Payment,
+    pub activity_id: String,
 }
 
 impl Store {
@@ -47,7 +64,7 @@ impl Store {
         // Lock the order row: a concurrent timeout waits for us (or we for it).
         let Some(row) = tx
             .query_opt(
-                "SELECT activity_id, status FROM orders WHERE order_id = $1 FOR UPDATE",
+                "SELECT activity_id, status, settled FROM orders WHERE order_id = $1 FOR UPDATE",
                 &[&id],
             )
             .await?
@@ -56,35 +73,58 @@ impl Store {
         };
         let activity_id: String = row.get(0);
         let status: String = row.get(1);
+        let settled: bool = row.get(2);
         let current = OrderStatus::parse(&status).unwrap_or(OrderStatus::Queued);
+        let to = match current {
+            OrderStatus::PendingPayment => Some(OrderStatus::Paid),
+            OrderStatus::Cancelled => Some(OrderStatus::Refunding),
+            // Keep the record of the money received; the order itself does not move.
+            _ => None,
+        };
         let inserted = tx
             .execute(
-                "INSERT INTO payments (payment_id, order_id, amount_cents) VALUES ($1, $2, $3)
+                "INSERT INTO payments (payment_id, order_id, amount_cents, applied, refund_announced)
+                 VALUES ($1, $2, $3, $4, $4)
                  ON CONFLICT (payment_id) DO NOTHING",
-                &[&payment.payment_id, &id, &payment.amount_cents],
+                &[
+                    &payment.payment_id,
+                    &id,
+                    &payment.amount_cents,
+                    &to.is_some(),
+                ],
             )
             .await?;
         if inserted == 0 {
+            let earlier = tx
+                .query_one(
+                    "SELECT order_id, applied, refund_announced FROM payments WHERE payment_id = $1",
+                    &[&payment.payment_id],
+                )
+                .await?;
             tx.commit().await?;
+            let other: i64 = earlier.get(0);
+            if other != id {
+                return Ok(PaymentOutcome::Reused {
+                    other_order: OrderId(other as u64),
+                });
+            }
+            let (applied, announced): (bool, bool) = (earlier.get(1), earlier.get(2));
             return Ok(PaymentOutcome::Duplicate {
                 activity_id,
                 current,
+                settled,
+                refund_pending: !applied && !announced,
             });
         }
-        let to = match current {
-            OrderStatus::PendingPayment => OrderStatus::Paid,
-            OrderStatus::Cancelled => OrderStatus::Refunding,
-            _ => {
-                // Keep the record of the money received; the order itself does not move.
-                tx.commit().await?;
-                return Ok(PaymentOutcome::Refused {
-                    activity_id,
-                    current,
-                });
-            }
+        let Some(to) = to else {
+            tx.commit().await?;
+            return Ok(PaymentOutcome::Refused {
+                activity_id,
+                current,
+            });
         };
         tx.execute(
-            "UPDATE orders SET status = $2, updated_at = now() WHERE order_id = $1",
+            "UPDATE orders SET status = $2, updated_at = now(), settled = false WHERE order_id = $1",
             &[&id, &to.as_str()],
         )
         .await?;
@@ -93,6 +133,48 @@ impl Store {
             OrderStatus::Paid => PaymentOutcome::Paid { activity_id },
             _ => PaymentOutcome::Refunding { activity_id },
         })
+    }
+
+    /// Records that a refused payment's refund was announced.
+    pub async fn mark_refund_announced(&self, payment_id: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE payments SET refund_announced = true WHERE payment_id = $1",
+                &[&payment_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Refused payments older than `grace` whose refund is not announced (oldest first).
+    pub async fn pending_refunds(
+        &self,
+        grace: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<PendingRefund>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT p.payment_id, p.order_id, p.amount_cents, o.activity_id
+                 FROM payments p JOIN orders o ON o.order_id = p.order_id
+                 WHERE NOT p.refund_announced
+                   AND p.received_at < now() - make_interval(secs => $1)
+                 ORDER BY p.received_at LIMIT $2",
+                &[&grace.as_secs_f64(), &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| PendingRefund {
+                payment: Payment {
+                    payment_id: row.get(0),
+                    order_id: OrderId(row.get::<_, i64>(1) as u64),
+                    amount_cents: row.get(2),
+                },
+                activity_id: row.get(3),
+            })
+            .collect())
     }
 
     /// Payments recorded for an order.
