@@ -128,6 +128,32 @@ impl Store {
             .collect())
     }
 
+    /// The orders of an activity that are parked.
+    pub async fn parked_orders(
+        &self,
+        activity: &str,
+    ) -> Result<std::collections::HashSet<OrderId>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = match client
+            .query(
+                "SELECT order_id FROM parked WHERE activity_id = $1 AND order_id IS NOT NULL",
+                &[&activity],
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            // A database no writer of this version migrated yet has nothing parked.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                return Ok(Default::default())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(rows
+            .iter()
+            .map(|row| OrderId(row.get::<_, i64>(0) as u64))
+            .collect())
+    }
+
     /// How many messages are parked.
     pub async fn parked_count(&self) -> Result<i64, StoreError> {
         let client = self.pool.get().await?;
