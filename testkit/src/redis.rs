@@ -1,6 +1,7 @@
 //! Redis for tests: the shared server of the stack, a private one when a test counts calls or
 //! flushes scripts, and the ledger operations tests set up with.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -78,30 +79,57 @@ pub struct PrivateRedis {
     pub url: String,
     pub port: u16,
     child: Child,
+    /// The append-only directory of a durable server (see [`PrivateRedis::durable`]).
+    dir: Option<PathBuf>,
     _ports: Ports,
 }
 
 impl PrivateRedis {
+    /// A throwaway server: no persistence.
     pub async fn start() -> Self {
         let ports = Ports::reserve(1);
         let port = ports.port(0);
-        let mut child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/services.sh installs it)");
-        let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str()).unwrap();
+        let child = spawn_redis(port, None);
+        let mut redis = PrivateRedis {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            child,
+            dir: None,
+            _ports: ports,
+        };
+        redis.wait_up().await;
+        redis
+    }
+
+    /// A server with an append-only file fsynced on every write (`appendfsync always`), so a
+    /// SIGKILL loses nothing it acknowledged: [`PrivateRedis::kill_and_restart`].
+    pub async fn durable() -> Self {
+        let ports = Ports::reserve(1);
+        let port = ports.port(0);
+        let dir = std::env::temp_dir().join(crate::unique("redis-aof"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = spawn_redis(port, Some(&dir));
+        let mut redis = PrivateRedis {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            child,
+            dir: Some(dir),
+            _ports: ports,
+        };
+        redis.wait_up().await;
+        redis
+    }
+
+    /// SIGKILL, then the same server again on the same port and files.
+    pub async fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_redis(self.port, self.dir.as_deref());
+        self.wait_up().await;
+    }
+
+    async fn wait_up(&mut self) {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
         let up = crate::eventually_async(Duration::from_secs(10), || async {
             match client.get_multiplexed_async_connection().await {
                 Ok(mut conn) => redis::cmd("PING")
@@ -113,15 +141,9 @@ impl PrivateRedis {
         })
         .await;
         if !up {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("private redis-server on port {port} did not start");
-        }
-        PrivateRedis {
-            url,
-            port,
-            child,
-            _ports: ports,
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!("private redis-server on port {} did not start", self.port);
         }
     }
 
@@ -147,7 +169,35 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// `redis-server` on `port`: with an append-only file (fsync always) in `dir`, else nothing
+/// persisted.
+fn spawn_redis(port: u16, dir: Option<&std::path::Path>) -> Child {
+    let port = port.to_string();
+    let mut args = vec!["--bind", "127.0.0.1", "--port", port.as_str(), "--save", ""];
+    let dir_text = dir.map(|d| d.display().to_string());
+    match &dir_text {
+        Some(dir) => args.extend([
+            "--dir",
+            dir.as_str(),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ]),
+        None => args.extend(["--appendonly", "no"]),
+    }
+    Command::new("redis-server")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (scripts/services.sh installs it)")
 }
 
 /// An order-id generator on a worker id leased for this test (for an hour, never renewed), so

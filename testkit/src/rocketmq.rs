@@ -111,6 +111,14 @@ impl PrivateRocketMq {
         self.broker_child = Some(child);
     }
 
+    /// Kills the broker, deletes its whole store (every message and consumer offset), starts
+    /// it again empty.
+    pub async fn lose_store(&mut self) {
+        self.stop_broker().await;
+        std::fs::remove_dir_all(self.home.join("store")).unwrap();
+        self.start_broker().await;
+    }
+
     /// Kills the broker (SIGKILL) and waits until its port is closed.
     pub async fn stop_broker(&mut self) {
         if let Some(mut child) = self.broker_child.take() {
