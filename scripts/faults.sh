@@ -5,7 +5,7 @@
 # payment window — and afterwards every buyer told "won" must have exactly one row that ends
 # paid or cancelled, with the stock balanced and `seckillctl verify` clean.
 #
-#   scripts/faults.sh                 # every fault, one after the other (a few minutes)
+#   scripts/faults.sh                 # every fault, one after the other (about 4 minutes)
 #   scripts/faults.sh writer_killed   # one (names: the `fault_*` tests in order-writer/tests/faults.rs)
 #
 # Not part of scripts/test.sh: it takes minutes and pauses the shared Redis. Writes the table to
@@ -25,10 +25,10 @@ out="bench/results/faults-$(date -u +%Y-%m-%d).md"
 {
   echo "### Fault matrix, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
-  echo "\`scripts/faults.sh ${1:-}\` on commit $(git rev-parse --short HEAD): 150 buyers for 60 units (limit 1), every other winner pays, payment window 6 s; one fault per row."
+  echo "\`scripts/faults.sh ${1:-}\` on commit $(git rev-parse --short HEAD): 150 buyers for 60 units (limit 1), every other winner pays (in the last row every winner, at the end of their window), payment window 6 s; one fault per row."
   echo
-  echo "| fault | told won | rows | paid | cancelled | buyers without an answer | lost | over the limit | stranded | oversold | stock back | verify |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
+  echo "| fault | told won | rows | paid | cancelled | cancelled, then paid (refunding) | buyers without an answer | lost | over the limit | stranded | oversold | stock back | verify |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
   grep -o 'FAULT-ROW |.*' "$log" | sed 's/^FAULT-ROW //'
 } > "$out"
 echo "[faults] table: $out"

@@ -29,6 +29,8 @@ pub struct WriterConfig {
     pub timing: Timing,
     /// `SECKILL_LOG_JSON`.
     pub log_json: bool,
+    /// `SECKILL_WRITER_METRICS_LISTEN`: where `GET /metrics` answers (unset: no listener).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Where a new consumer group starts reading `seckill_order`.
@@ -131,6 +133,14 @@ impl WriterConfig {
             ActivityId::parse(activity)
                 .map_err(|e| ConfigError::new(format!("SECKILL_WRITER_ACTIVITIES: {e}")))?;
         }
+        let metrics_listen = match settings.raw("SECKILL_WRITER_METRICS_LISTEN") {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(format!(
+                    "SECKILL_WRITER_METRICS_LISTEN={text:?} is not an address like 127.0.0.1:9464"
+                ))
+            })?),
+        };
         let consumer_group: String =
             settings.get("SECKILL_WRITER_GROUP", None, DEFAULT_GROUP.to_owned())?;
         if !activities.is_empty() && consumer_group == DEFAULT_GROUP {
@@ -151,6 +161,7 @@ impl WriterConfig {
             consumer_group,
             db_pool: settings.positive("SECKILL_DB_POOL", None, DEFAULT_DB_POOL)?,
             log_json: settings.flag("SECKILL_LOG_JSON", None),
+            metrics_listen,
         })
     }
 }
@@ -213,6 +224,7 @@ mod tests {
             ("SECKILL_WRITER_ACTIVITIES", "a{b}"),
             ("SECKILL_WRITER_START_AT", "yesterday"),
             ("SECKILL_DB_POOL", "0"),
+            ("SECKILL_WRITER_METRICS_LISTEN", "everywhere"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");

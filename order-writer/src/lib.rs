@@ -19,6 +19,7 @@
 pub mod config;
 pub mod consume;
 pub mod group;
+pub mod metrics;
 pub mod persist;
 pub mod sweep;
 pub mod timing;
@@ -61,6 +62,11 @@ pub enum StartError {
     Ledger(#[from] LedgerError),
     #[error("cannot start RocketMQ clients: {0}")]
     Mq(#[from] MqError),
+    #[error("cannot listen for metrics on {listen} (SECKILL_WRITER_METRICS_LISTEN): {source}")]
+    Metrics {
+        listen: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A push consumer of `group` with the writer's start position and concurrency.
@@ -92,6 +98,8 @@ pub struct Writer {
     sweeper: tokio::task::JoinHandle<()>,
     /// Renews the group's activity lease ([`group`]).
     group_lease: tokio::task::JoinHandle<()>,
+    /// `GET /metrics` ([`metrics`]), if configured.
+    metrics: Option<tokio::task::JoinHandle<()>>,
     mq: MqRuntime,
 }
 
@@ -118,6 +126,7 @@ impl Writer {
             )
             .await?,
         );
+        let metrics_store = store.clone();
         let lifecycle = Lifecycle::start(
             &mq,
             &config.rocketmq_namesrv,
@@ -193,6 +202,14 @@ impl Writer {
         for consumer in &mut consumers {
             consumer.start().await.map_err(MqError::from)?;
         }
+        let metrics = match config.metrics_listen {
+            Some(listen) => Some(
+                metrics::start(listen, metrics_store, stopping.clone())
+                    .await
+                    .map_err(|source| StartError::Metrics { listen, source })?,
+            ),
+            None => None,
+        };
         let group_lease = tokio::spawn(group_filter.keep(ledger.clone(), stopping.clone()));
         let sweeper = tokio::spawn(sweep::run(
             lifecycle.clone(),
@@ -209,6 +226,7 @@ impl Writer {
             stopping,
             sweeper,
             group_lease,
+            metrics,
             mq,
         })
     }
@@ -218,6 +236,9 @@ impl Writer {
         self.stopping.store(true, Ordering::Release);
         self.sweeper.abort();
         self.group_lease.abort();
+        if let Some(metrics) = &self.metrics {
+            metrics.abort();
+        }
         for consumer in &mut self.consumers {
             consumer.shutdown().await;
         }

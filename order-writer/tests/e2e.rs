@@ -101,6 +101,10 @@ async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_undecodable_order_message_is_parked_not_dropped_and_the_sale_goes_on() {
+    let metrics_port = Ports::reserve(1);
+    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", metrics_port.port(0))
+        .parse()
+        .unwrap();
     let (
         Sale {
             mq,
@@ -111,7 +115,10 @@ async fn an_undecodable_order_message_is_parked_not_dropped_and_the_sale_goes_on
             store,
         },
         writer,
-    ) = sale_with_writer("garbage", 5, 1, |_| {}).await;
+    ) = sale_with_writer("garbage", 5, 1, |config| {
+        config.metrics_listen = Some(metrics_addr);
+    })
+    .await;
     // A message on the order topic, tagged with the activity, that is no order.
     let runtime = MqRuntime::start("test-garbage").unwrap();
     let producer = seckill_messages::producer(
@@ -157,6 +164,21 @@ async fn an_undecodable_order_message_is_parked_not_dropped_and_the_sale_goes_on
         text.contains("undecodable") && text.contains("not an order"),
         "{text}"
     );
+    // And counted where monitoring looks.
+    let mut stream = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut scraped = String::new();
+    stream.read_to_string(&mut scraped).await.unwrap();
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(
+        scraped.contains("seckill_parked_messages{reason=\"undecodable\"} 1"),
+        "{scraped}"
+    );
+    assert!(scraped.contains("seckill_unsettled_orders 0"), "{scraped}");
     writer.shutdown().await;
 }
 

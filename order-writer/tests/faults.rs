@@ -37,6 +37,7 @@ enum Fault {
     ScriptsFlushed,
     DatabaseDown,
     BrokerStoreLost,
+    PaymentsAtTheDeadline,
 }
 
 impl Fault {
@@ -53,6 +54,9 @@ impl Fault {
             }
             Fault::BrokerStoreLost => {
                 "broker SIGKILL and its store deleted; recovery: `seckillctl reconcile`"
+            }
+            Fault::PaymentsAtTheDeadline => {
+                "no outage: every winner pays at the very end of their window, racing the timeout"
             }
         }
     }
@@ -92,6 +96,12 @@ async fn fault_redis_killed() {
 #[ignore = "the fault matrix: scripts/faults.sh"]
 async fn fault_broker_store_lost() {
     fault_row(Fault::BrokerStoreLost).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "the fault matrix: scripts/faults.sh"]
+async fn fault_payments_at_the_deadline() {
+    fault_row(Fault::PaymentsAtTheDeadline).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -285,6 +295,7 @@ async fn fault_row(fault: Fault) {
             ledger = ledger_at(&redis_url).await;
         }
         Fault::BrokerStoreLost => mq.lose_store().await,
+        Fault::PaymentsAtTheDeadline => {}
     }
 
     let mut told: HashMap<String, Told> = HashMap::new();
@@ -305,10 +316,29 @@ async fn fault_row(fault: Fault) {
         .filter(|t| matches!(t, Told::NoAnswer))
         .count();
 
-    // Every other winner pays; the rest are left to the payment timeout.
+    // Every other winner pays; the rest are left to the payment timeout. Racing the timeout:
+    // every winner pays, each at the very end of their window.
     let mut paid_told = 0;
+    if fault == Fault::PaymentsAtTheDeadline {
+        let payments: Vec<_> = won
+            .iter()
+            .map(|(_, order)| {
+                let (current, ledger, order) = (current.clone(), ledger.clone(), *order);
+                tokio::spawn(async move {
+                    let record = ledger.order(order).await.unwrap().unwrap();
+                    let deadline = record.created_at + WINDOW.as_millis() as i64;
+                    let wait = deadline - seckill_service::now_ms();
+                    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+                    pay(&current, order, record.amount_cents).await
+                })
+            })
+            .collect();
+        for payment in payments {
+            paid_told += usize::from(payment.await.unwrap());
+        }
+    }
     for (i, (_, order)) in won.iter().enumerate() {
-        if i % 2 == 0 {
+        if i % 2 == 0 && fault != Fault::PaymentsAtTheDeadline {
             let amount = ledger
                 .order(*order)
                 .await
@@ -348,7 +378,8 @@ async fn fault_row(fault: Fault) {
 
     // Until every told-won order is a row in a final status and `verify` is clean (bounded).
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    let final_status = |s: &str| s == "paid" || s == "cancelled";
+    // Refunding: cancelled first, then paid — the order is cancelled, the money goes back.
+    let final_status = |s: &str| s == "paid" || s == "cancelled" || s == "refunding";
     loop {
         let rows = store
             .activity_orders(activity.as_str())
@@ -382,12 +413,13 @@ async fn fault_row(fault: Fault) {
     let paid_units: i32 = live_per_user.values().sum();
     let paid = rows.values().filter(|r| r.status == "paid").count();
     let cancelled = rows.values().filter(|r| r.status == "cancelled").count();
+    let refunding = rows.values().filter(|r| r.status == "refunding").count();
     let audit = ledger.audit(&keys).await.unwrap().unwrap();
     let oversold = i64::from(paid_units) > STOCK || audit.sold > STOCK;
     let stock_back = audit.balanced() && audit.reserved == 0 && audit.stock == STOCK - audit.sold;
     let verified = verify_ok(&redis_url, &activity, &database, &mq.namesrv);
     println!(
-        "FAULT-ROW | {} | {} | {} | {paid} | {cancelled} | {} | {lost} | {over_limit} | {stranded} | {} | {} | {} |",
+        "FAULT-ROW | {} | {} | {} | {paid} | {cancelled} | {refunding} | {} | {lost} | {over_limit} | {stranded} | {} | {} | {} |",
         fault.describe(),
         won.len(),
         rows.len(),

@@ -154,6 +154,25 @@ impl Store {
             .collect())
     }
 
+    /// Parked messages by reason (none when no writer of this version migrated the database).
+    pub async fn parked_by_reason(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = match client
+            .query(
+                "SELECT reason, count(*) FROM parked GROUP BY reason ORDER BY reason",
+                &[],
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
     /// How many messages are parked.
     pub async fn parked_count(&self) -> Result<i64, StoreError> {
         let client = self.pool.get().await?;
