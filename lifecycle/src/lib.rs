@@ -152,7 +152,6 @@ impl Lifecycle {
     /// pending_payment → cancelled, then the stock goes back.
     pub async fn cancel(&self, order_id: OrderId) -> Result<CancelOutcome, LifecycleError> {
         match self
-            .store
             .transition(
                 order_id,
                 &[OrderStatus::PendingPayment],
@@ -194,8 +193,12 @@ impl Lifecycle {
                 amount_cents: notice.amount_cents,
             };
             let status = self.pay(&payment).await?;
-            tracing::info!(order = %order_id, payment = %payment.payment_id, ?status, "payment window ended: the notified payment applied instead of a cancel");
-            return Ok(CancelOutcome::NotCancellable(status));
+            if status != OrderStatus::PendingPayment {
+                tracing::info!(order = %order_id, payment = %payment.payment_id, ?status, "payment window ended: the notified payment applied instead of a cancel");
+                return Ok(CancelOutcome::NotCancellable(status));
+            }
+            // Not applicable (its payment id was recorded for another order: parked): the
+            // order is unpaid, so it is cancelled like any other.
         }
         self.cancel(order_id).await
     }
@@ -209,7 +212,24 @@ impl Lifecycle {
             order_id: payment.order_id,
             amount_cents: payment.amount_cents,
         };
-        match self.store.record_payment(&record).await? {
+        let mut outcome = self.store.record_payment(&record).await?;
+        if let PaymentOutcome::Unsettled {
+            activity_id,
+            current,
+        } = &outcome
+        {
+            // A payment never discards the follow-ups of the transition before it (a cancel's
+            // release): they first, then the payment.
+            self.settle(payment.order_id, activity_id, *current).await?;
+            outcome = self.store.record_payment(&record).await?;
+        }
+        match outcome {
+            PaymentOutcome::Unsettled { .. } => {
+                Err(LifecycleError::Store(StoreError::Config(format!(
+                    "order {} stays unsettled; the payment is retried",
+                    payment.order_id
+                ))))
+            }
             PaymentOutcome::Paid { activity_id } => {
                 self.settle(payment.order_id, &activity_id, OrderStatus::Paid)
                     .await?;
@@ -273,7 +293,6 @@ impl Lifecycle {
     /// Operator refund: paid or refunding (payment after cancellation) → refunding → refunded.
     pub async fn refund(&self, order_id: OrderId) -> Result<OrderStatus, LifecycleError> {
         let activity_id = match self
-            .store
             .transition(order_id, &[OrderStatus::Paid], OrderStatus::Refunding)
             .await?
         {
@@ -297,7 +316,6 @@ impl Lifecycle {
             Transition::Missing => return Err(LifecycleError::NotYetPersisted(order_id)),
         };
         match self
-            .store
             .transition(order_id, &[OrderStatus::Refunding], OrderStatus::Refunded)
             .await?
         {
@@ -324,15 +342,25 @@ impl Lifecycle {
     /// follow-ups that failed after earlier commits (a release, a confirm, an event) and the
     /// refund announcements that failed. Returns how many orders it cancelled.
     pub async fn sweep(&self, limit: i64) -> Result<usize, LifecycleError> {
+        // One order's failure does not stop the others; the first error is returned at the end.
         let mut cancelled = 0;
+        let mut first_error = None;
         for order_id in self.store.overdue(self.window, limit).await? {
-            if self.expire(order_id).await? == CancelOutcome::Cancelled {
-                cancelled += 1;
+            match self.expire(order_id).await {
+                Ok(CancelOutcome::Cancelled) => cancelled += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(order = %order_id, error = %e, "sweep: expiry failed");
+                    first_error.get_or_insert(e);
+                }
             }
         }
         for (order_id, activity_id, status) in self.store.unsettled(SETTLE_GRACE, limit).await? {
             tracing::info!(order = %order_id, ?status, "sweep: completing the follow-ups of an earlier transition");
-            self.settle(order_id, &activity_id, status).await?;
+            if let Err(e) = self.settle(order_id, &activity_id, status).await {
+                tracing::warn!(order = %order_id, error = %e, "sweep: follow-ups failed again");
+                first_error.get_or_insert(e);
+            }
         }
         for refund in self.store.pending_refunds(SETTLE_GRACE, limit).await? {
             let current = self
@@ -340,10 +368,40 @@ impl Lifecycle {
                 .status(refund.payment.order_id)
                 .await?
                 .map_or(OrderStatus::Paid, |(_, s)| s);
-            self.announce_refund(&refund.payment, &refund.activity_id, current)
-                .await?;
+            if let Err(e) = self
+                .announce_refund(&refund.payment, &refund.activity_id, current)
+                .await
+            {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(cancelled)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(cancelled),
+        }
+    }
+
+    /// `from → to` in the database, never discarding the follow-ups of the transition before:
+    /// a row found unsettled in a `from` status is settled first, then tried again.
+    async fn transition(
+        &self,
+        order_id: OrderId,
+        from: &[OrderStatus],
+        to: OrderStatus,
+    ) -> Result<Transition, LifecycleError> {
+        let transition = self.store.transition(order_id, from, to).await?;
+        if let Transition::Refused {
+            activity_id,
+            current,
+            settled: false,
+        } = &transition
+        {
+            if from.contains(current) {
+                self.settle(order_id, activity_id, *current).await?;
+                return Ok(self.store.transition(order_id, from, to).await?);
+            }
+        }
+        Ok(transition)
     }
 
     /// The follow-ups of `order_id` having reached `status`, each idempotent: the ledger's

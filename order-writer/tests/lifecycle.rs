@@ -328,6 +328,113 @@ async fn no_follow_up_is_dropped_a_second_payment_is_refunded_a_reused_payment_i
     }
     let audit = ledger.audit(&keys).await.unwrap().unwrap();
     assert_eq!((audit.sold, audit.reserved, audit.stock), (1, 1, 3));
+
+    // b's window ends with a payment notice whose id belongs to a: it cannot be applied, so b
+    // is cancelled like any unpaid order (it used to stay pending for ever).
+    ledger
+        .note_payment(
+            &keys,
+            &seckill_ledger::ledger::PaymentNotice {
+                order_id: b,
+                payment_id: "p1".to_owned(),
+                amount_cents: orders[0].amount_cents,
+                accepted_at: seckill_service::now_ms(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        lifecycle.expire(b).await.unwrap(),
+        seckill_lifecycle::CancelOutcome::Cancelled
+    );
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!((audit.sold, audit.reserved, audit.stock), (1, 0, 4));
+    lifecycle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transition_never_discards_the_stock_step_of_the_one_before() {
+    let Stack {
+        mq,
+        database: _,
+        store,
+        ledger,
+        activity,
+    } = Stack::start("unsettled", 3, 1).await;
+    let keys = ActivityKeys::new(&activity);
+    let ids = leased_ids(&ledger).await;
+    let seckill_ledger::ledger::DeductOutcome::Won { record, .. } =
+        buy(&ledger, &keys, &ids, "late-payer", 1).await
+    else {
+        panic!("expected a win")
+    };
+    let order = record.decode().unwrap();
+    store
+        .insert_orders(std::slice::from_ref(&order), OrderStatus::PendingPayment)
+        .await
+        .unwrap();
+    ledger
+        .mirror(
+            &keys,
+            &[order.order_id],
+            OrderStatus::PendingPayment,
+            OrderStatus::Queued,
+        )
+        .await
+        .unwrap();
+    // A cancel committed whose release never ran (the writer died, or Redis failed, right after
+    // the commit): the row is cancelled and unsettled, the ledger still holds the unit.
+    store
+        .transition(
+            order.order_id,
+            &[OrderStatus::PendingPayment],
+            OrderStatus::Cancelled,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ledger.audit(&keys).await.unwrap().unwrap().reserved, 1);
+
+    // The payment arrives (after the cancellation: refunding). Its transition first completes
+    // the cancel's release — otherwise the unit would stay reserved for ever.
+    let runtime = MqRuntime::start("test-unsettled").unwrap();
+    let lifecycle = Lifecycle::start(
+        &runtime,
+        &mq.namesrv,
+        store.clone(),
+        ledger.clone(),
+        Duration::from_secs(1800),
+    )
+    .await
+    .unwrap();
+    let status = lifecycle
+        .pay(&seckill_messages::Payment {
+            order_id: order.order_id,
+            payment_id: "late".to_owned(),
+            amount_cents: order.amount_cents,
+        })
+        .await
+        .unwrap();
+    assert_eq!(status, OrderStatus::Refunding);
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert_eq!(
+        (audit.stock, audit.reserved, audit.sold),
+        (3, 0, 0),
+        "the unit is back"
+    );
+    assert_eq!(
+        ledger
+            .order_in(&keys, order.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Refunding
+    );
+    assert!(store
+        .unsettled(Duration::ZERO, 10)
+        .await
+        .unwrap()
+        .is_empty());
     lifecycle.shutdown().await;
 }
 

@@ -13,8 +13,9 @@ use crate::{Store, StoreError};
 pub enum Transition {
     /// This call moved the order; `activity_id` says where its stock lives.
     Applied { activity_id: String },
-    /// The order was not in a status the transition starts from; it is in `current`, whose
-    /// follow-ups are done if `settled` (see [`Store::unsettled`]).
+    /// The order was not in a status the transition starts from, or its last transition's
+    /// follow-ups are not done (`settled` false: a transition never discards them — settle
+    /// `current` first, then try again); it is in `current`.
     Refused {
         activity_id: String,
         current: OrderStatus,
@@ -249,7 +250,7 @@ impl Store {
         let updated = client
             .query_opt(
                 "UPDATE orders SET status = $2, updated_at = now(), settled = false
-                 WHERE order_id = $1 AND status = ANY($3)
+                 WHERE order_id = $1 AND status = ANY($3) AND settled
                  RETURNING activity_id",
                 &[&id, &to.as_str(), &sources],
             )

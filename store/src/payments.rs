@@ -38,6 +38,12 @@ pub enum PaymentOutcome {
         activity_id: String,
         current: OrderStatus,
     },
+    /// The order's last transition still has follow-ups to do (a release, a confirm): nothing
+    /// recorded; settle `current` first, then record the payment.
+    Unsettled {
+        activity_id: String,
+        current: OrderStatus,
+    },
     /// This payment id was recorded before for ANOTHER order: nothing recorded (the payment
     /// provider reused an id, or the notification is forged with a valid signature).
     Reused {
@@ -75,6 +81,13 @@ impl Store {
         let status: String = row.get(1);
         let settled: bool = row.get(2);
         let current = OrderStatus::parse(&status).unwrap_or(OrderStatus::Queued);
+        if !settled {
+            tx.commit().await?;
+            return Ok(PaymentOutcome::Unsettled {
+                activity_id,
+                current,
+            });
+        }
         let to = match current {
             OrderStatus::PendingPayment => Some(OrderStatus::Paid),
             OrderStatus::Cancelled => Some(OrderStatus::Refunding),
