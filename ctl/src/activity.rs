@@ -372,6 +372,8 @@ async fn restock(
 /// in the outbox stay there for the relay).
 async fn rebuild(ledger: &Ledger, store: &Store, id: &str, force: bool) -> Result<(), CtlError> {
     let id = parse_activity_id(id)?;
+    // Run it with the sale closed and its writers idle (or accept, with --force, that a
+    // release or confirm running meanwhile may be overwritten: `verify` afterwards tells).
     let Some(meta) = store.activity(&id).await? else {
         return Err(CtlError::input(format!(
             "activity {id} is not recorded in the database (created before the activities table, \
@@ -386,7 +388,13 @@ async fn rebuild(ledger: &Ledger, store: &Store, id: &str, force: bool) -> Resul
         )));
     }
     let keys = ActivityKeys::new(&id);
-    let mut orders = store.activity_records(id.as_str()).await?;
+    let rows = store.activity_records(id.as_str()).await?;
+    let stock_returned: HashSet<OrderId> = rows
+        .iter()
+        .filter(|(_, returned)| *returned)
+        .map(|(o, _)| o.order_id)
+        .collect();
+    let mut orders: Vec<_> = rows.into_iter().map(|(o, _)| o).collect();
     let persisted: HashSet<OrderId> = orders.iter().map(|o| o.order_id).collect();
     let in_flight: Vec<_> = ledger
         .orders(&keys)
@@ -403,7 +411,9 @@ async fn rebuild(ledger: &Ledger, store: &Store, id: &str, force: bool) -> Resul
         .collect();
     let (rows, kept) = (orders.len(), in_flight.len());
     orders.extend(in_flight);
-    let counters = ledger.rebuild(&meta, &orders, &outbox).await?;
+    let counters = ledger
+        .rebuild(&meta, &orders, &stock_returned, &outbox)
+        .await?;
     println!(
         "rebuilt activity {id}: {rows} orders from the database, {kept} on their way to it; \
          stock {}, reserved {}, sold {} (total {})",

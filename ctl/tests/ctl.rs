@@ -534,23 +534,58 @@ async fn rebuild_recovers_a_wiped_ledger_from_the_database_and_the_sale_goes_on(
     let keys = ActivityKeys::new(&id);
     let ids = leased_ids(&ledger).await;
     let mut won = Vec::new();
-    for user in ["ra", "rb", "rc"] {
+    for user in ["ra", "rb", "rc", "rd"] {
         let DeductOutcome::Won { record, .. } = buy(&ledger, &keys, &ids, user, 1).await else {
             panic!("expected a win")
         };
         won.push(record.decode().unwrap());
     }
-    let (a, b, c) = (won[0].order_id, won[1].order_id, won[2].order_id);
+    let (a, b, c, d) = (
+        won[0].order_id,
+        won[1].order_id,
+        won[2].order_id,
+        won[3].order_id,
+    );
     store
-        .insert_orders(&won[..2], OrderStatus::PendingPayment)
+        .insert_orders(
+            &[won[0].clone(), won[1].clone(), won[3].clone()],
+            OrderStatus::PendingPayment,
+        )
         .await
         .unwrap();
     ledger
         .mirror(
             &keys,
-            &[a, b],
+            &[a, b, d],
             OrderStatus::PendingPayment,
             OrderStatus::Queued,
+        )
+        .await
+        .unwrap();
+    // d: cancelled (its unit back), then paid late: refunding — its unit stays back on sale.
+    store
+        .transition(d, &[OrderStatus::PendingPayment], OrderStatus::Cancelled)
+        .await
+        .unwrap();
+    ledger
+        .release(&keys, d, OrderStatus::Cancelled)
+        .await
+        .unwrap();
+    store.mark_settled(d, OrderStatus::Cancelled).await.unwrap();
+    store
+        .record_payment(&seckill_store::Payment {
+            payment_id: "late-d".into(),
+            order_id: d,
+            amount_cents: won[3].amount_cents,
+        })
+        .await
+        .unwrap();
+    ledger
+        .set_status(
+            &keys,
+            d,
+            OrderStatus::Refunding,
+            &OrderStatus::sources(OrderStatus::Refunding),
         )
         .await
         .unwrap();
@@ -572,7 +607,7 @@ async fn rebuild_recovers_a_wiped_ledger_from_the_database_and_the_sale_goes_on(
     // Redis loses the activity.
     let mut conn = ledger.connection();
     let _: i64 = conn.del(&keys.all()[..]).await.unwrap();
-    for order in [a, b, c] {
+    for order in [a, b, c, d] {
         let _: i64 = conn
             .del(seckill_ledger::keys::order_index(order.0))
             .await
@@ -601,7 +636,7 @@ async fn rebuild_recovers_a_wiped_ledger_from_the_database_and_the_sale_goes_on(
     assert_eq!(
         (after.stock_total, after.stock, after.reserved, after.sold),
         (5, 4, 0, 1),
-        "a sold, b released, c unknown to the database"
+        "a sold, b and d released (d cancelled before its late payment), c unknown to the database"
     );
     let verified = ctl_db(&db, &["verify", id.as_str()]);
     assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));

@@ -590,7 +590,8 @@ impl Ledger {
     /// Replaces an activity's ledger, atomically (MULTI/EXEC), by the one `meta` and `orders`
     /// imply: every order recorded with its status; reserved = units of queued and
     /// pending-payment orders, sold = units of paid, refunding and refunded ones, stock = total −
-    /// both; buyers hold their orders' units but those of cancelled orders, which are released;
+    /// both; buyers hold their orders' units but those whose stock went back (cancelled, and
+    /// those in `stock_returned`: cancelled, then paid late), which are released;
     /// each buyer's latest order; `outbox` (order id, score) re-queued for the relay; every
     /// order findable by its id. The recovery after Redis lost data (`seckillctl activity
     /// rebuild`). Refused, writing nothing, when the orders hold more units than the total.
@@ -598,6 +599,7 @@ impl Ledger {
         &self,
         meta: &ActivityMeta,
         orders: &[OrderRecord],
+        stock_returned: &std::collections::HashSet<OrderId>,
         outbox: &[(OrderId, i64)],
     ) -> Result<Counters, LedgerError> {
         use OrderStatus::*;
@@ -608,12 +610,16 @@ impl Ledger {
         let mut released = Vec::new();
         for order in orders {
             let units = i64::from(order.quantity);
-            match order.status {
-                Queued | PendingPayment => reserved += units,
-                Paid | Refunding | Refunded => sold += units,
-                Cancelled => released.push(order.order_id.0),
-            }
-            if order.status != Cancelled {
+            // Cancelled — and cancelled then paid late (refunding, refunded): stock went back.
+            let returned = order.status == Cancelled || stock_returned.contains(&order.order_id);
+            if returned {
+                released.push(order.order_id.0);
+            } else {
+                match order.status {
+                    Queued | PendingPayment => reserved += units,
+                    Paid | Refunding | Refunded => sold += units,
+                    Cancelled => {}
+                }
                 *buyers.entry(&order.user_id).or_default() += units;
             }
             let newer = latest

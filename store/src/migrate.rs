@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("../migrations/0003_parked.sql")),
     (4, include_str!("../migrations/0004_settling.sql")),
     (5, include_str!("../migrations/0005_activities.sql")),
+    (6, include_str!("../migrations/0006_stock_released.sql")),
 ];
 
 impl Store {

@@ -167,13 +167,18 @@ impl Store {
             .collect())
     }
 
-    /// Every persisted order of one activity as a ledger record (what a rebuilt ledger holds).
-    pub async fn activity_records(&self, activity: &str) -> Result<Vec<OrderRecord>, StoreError> {
+    /// Every persisted order of one activity as a ledger record (what a rebuilt ledger holds),
+    /// with whether its stock went back to the sale (cancelled, then perhaps paid late).
+    pub async fn activity_records(
+        &self,
+        activity: &str,
+    ) -> Result<Vec<(OrderRecord, bool)>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
                 "SELECT order_id, user_id, quantity, amount_cents, channel, status,
-                        (extract(epoch FROM created_at) * 1000)::bigint, per_user_limit
+                        (extract(epoch FROM created_at) * 1000)::bigint, per_user_limit,
+                        stock_released
                  FROM orders WHERE activity_id = $1 ORDER BY order_id",
                 &[&activity],
             )
@@ -181,7 +186,7 @@ impl Store {
         rows.iter()
             .map(|row| {
                 let status: String = row.get(5);
-                Ok(OrderRecord {
+                let record = OrderRecord {
                     order_id: OrderId(row.get::<_, i64>(0) as u64),
                     activity_id: activity.to_owned(),
                     user_id: row.get(1),
@@ -193,7 +198,8 @@ impl Store {
                     })?,
                     created_at: row.get(6),
                     per_user_limit: row.get::<_, i32>(7) as u32,
-                })
+                };
+                Ok((record, row.get(8)))
             })
             .collect()
     }
@@ -249,7 +255,8 @@ impl Store {
         let id = order_id.0 as i64;
         let updated = client
             .query_opt(
-                "UPDATE orders SET status = $2, updated_at = now(), settled = false
+                "UPDATE orders SET status = $2, updated_at = now(), settled = false,
+                        stock_released = stock_released OR $2 = 'cancelled'
                  WHERE order_id = $1 AND status = ANY($3) AND settled
                  RETURNING activity_id",
                 &[&id, &to.as_str(), &sources],
