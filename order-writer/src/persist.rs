@@ -168,16 +168,27 @@ impl Persister {
         } else {
             Default::default()
         };
-        let mut seen = std::collections::HashSet::new();
-        let mut fresh: Vec<OrderRecord> = orders
-            .into_iter()
-            .filter(|o| !known.contains(&o.order_id) && seen.insert(o.order_id))
-            .map(|o| OrderRecord {
-                status: OrderStatus::PendingPayment,
-                ..o
-            })
-            .collect();
+        // An order parked before stays parked when it arrives again (after its buyer's other
+        // order was cancelled it would no longer conflict, and would sell its unit twice).
+        let ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
+        let parked_before = self.store.parked_among(&ids).await?;
         let mut parked = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut fresh: Vec<OrderRecord> = Vec::with_capacity(orders.len());
+        for order in orders {
+            if known.contains(&order.order_id) || !seen.insert(order.order_id) {
+                continue;
+            }
+            let order = OrderRecord {
+                status: OrderStatus::PendingPayment,
+                ..order
+            };
+            if parked_before.contains(&order.order_id) {
+                parked.push(order);
+            } else {
+                fresh.push(order);
+            }
+        }
         // Twice at most: a second duplicate can only come from a concurrent batch, and the
         // redelivery handles that.
         for _ in 0..2 {

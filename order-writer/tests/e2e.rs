@@ -365,6 +365,31 @@ async fn a_limit_one_buyers_second_live_order_is_parked_and_its_stock_given_back
             .count(),
         1
     );
+
+    // The buyer's first order is cancelled; the parked one arrives yet again (a relay's
+    // republication, a first delivery): it no longer conflicts, and must still not become a row.
+    store
+        .transition(
+            first.order_id,
+            &[OrderStatus::PendingPayment],
+            OrderStatus::Cancelled,
+        )
+        .await
+        .unwrap();
+    ledger
+        .release(&keys, first.order_id, OrderStatus::Cancelled)
+        .await
+        .unwrap();
+    let third = persist_and_mirror(&persister, &ledger, None, vec![second.clone()], false)
+        .await
+        .unwrap();
+    assert!(third.announced.is_empty());
+    assert!(!store
+        .activity_orders(activity.as_str())
+        .await
+        .unwrap()
+        .contains_key(&second.order_id));
+    assert_eq!(ledger.stock_left(&keys).await.unwrap(), 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

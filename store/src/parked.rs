@@ -154,6 +154,33 @@ impl Store {
             .collect())
     }
 
+    /// Which of `ids` are parked orders (an order parked once is never persisted later, when it
+    /// arrives again by redelivery or republication).
+    pub async fn parked_among(
+        &self,
+        ids: &[OrderId],
+    ) -> Result<std::collections::HashSet<OrderId>, StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
+        let client = self.pool.get().await?;
+        let rows = match client
+            .query(
+                "SELECT order_id FROM parked WHERE order_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                return Ok(Default::default())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(rows
+            .iter()
+            .map(|row| OrderId(row.get::<_, i64>(0) as u64))
+            .collect())
+    }
+
     /// Parked messages by reason (none when no writer of this version migrated the database).
     pub async fn parked_by_reason(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let client = self.pool.get().await?;
