@@ -14,6 +14,8 @@ use rocketmq_client_rust::{
 };
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::MessageTrait;
+use seckill_ledger::event::LedgerEvent;
+use seckill_ledger::ledger::ReleaseOutcome;
 use seckill_ledger::{
     ActivityId, ActivityKeys, Ledger, LedgerError, OrderId, OrderRecord, OrderStatus,
 };
@@ -99,7 +101,7 @@ pub async fn persist_and_mirror(
         let Ok(activity) = ActivityId::parse(&order.activity_id) else {
             continue;
         };
-        ledger
+        let released = ledger
             .release(
                 &ActivityKeys::new(&activity),
                 order.order_id,
@@ -110,6 +112,17 @@ pub async fn persist_and_mirror(
                 order: order.order_id,
                 source,
             })?;
+        if let ReleaseOutcome::Released { .. } = released {
+            // Stock came back: every gateway clears its sold-out flag now, not at its next
+            // refresh.
+            ledger
+                .publish(&LedgerEvent::StockBack(activity))
+                .await
+                .map_err(|source| ConsumeError::Release {
+                    order: order.order_id,
+                    source,
+                })?;
+        }
     }
     if !persisted.parked.is_empty() {
         let parked: std::collections::HashSet<OrderId> =

@@ -1,6 +1,8 @@
 //! The `parked` table: messages the writer could not apply and must not drop, each with its
 //! reason, kept for an operator instead of being acknowledged and lost.
 
+use std::collections::HashSet;
+
 use seckill_ledger::OrderId;
 
 use crate::{Store, StoreError};
@@ -129,75 +131,55 @@ impl Store {
     }
 
     /// The orders of an activity that are parked.
-    pub async fn parked_orders(
-        &self,
-        activity: &str,
-    ) -> Result<std::collections::HashSet<OrderId>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = match client
-            .query(
+    pub async fn parked_orders(&self, activity: &str) -> Result<HashSet<OrderId>, StoreError> {
+        let rows = self
+            .query_parked(
                 "SELECT order_id FROM parked WHERE activity_id = $1 AND order_id IS NOT NULL",
                 &[&activity],
             )
-            .await
-        {
-            Ok(rows) => rows,
-            // A database no writer of this version migrated yet has nothing parked.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-                return Ok(Default::default())
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(rows
-            .iter()
-            .map(|row| OrderId(row.get::<_, i64>(0) as u64))
-            .collect())
+            .await?;
+        Ok(rows.iter().map(order_id).collect())
     }
 
     /// Which of `ids` are parked orders (an order parked once is never persisted later, when it
     /// arrives again by redelivery or republication).
-    pub async fn parked_among(
-        &self,
-        ids: &[OrderId],
-    ) -> Result<std::collections::HashSet<OrderId>, StoreError> {
+    pub async fn parked_among(&self, ids: &[OrderId]) -> Result<HashSet<OrderId>, StoreError> {
         let ids: Vec<i64> = ids.iter().map(|id| id.0 as i64).collect();
-        let client = self.pool.get().await?;
-        let rows = match client
-            .query(
+        let rows = self
+            .query_parked(
                 "SELECT order_id FROM parked WHERE order_id = ANY($1)",
                 &[&ids],
             )
-            .await
-        {
-            Ok(rows) => rows,
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-                return Ok(Default::default())
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(rows
-            .iter()
-            .map(|row| OrderId(row.get::<_, i64>(0) as u64))
-            .collect())
+            .await?;
+        Ok(rows.iter().map(order_id).collect())
     }
 
-    /// Parked messages by reason (none when no writer of this version migrated the database).
+    /// Parked messages by reason.
     pub async fn parked_by_reason(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = match client
-            .query(
+        let rows = self
+            .query_parked(
                 "SELECT reason, count(*) FROM parked GROUP BY reason ORDER BY reason",
                 &[],
             )
-            .await
-        {
-            Ok(rows) => rows,
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(e.into()),
-        };
+            .await?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    /// A read of `parked`; no rows when the table does not exist (a database no writer of this
+    /// version migrated yet has nothing parked).
+    async fn query_parked(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.pool.get().await?;
+        match client.query(sql, params).await {
+            Ok(rows) => Ok(rows),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// How many messages are parked.
@@ -208,4 +190,8 @@ impl Store {
             .await?
             .get(0))
     }
+}
+
+fn order_id(row: &tokio_postgres::Row) -> OrderId {
+    OrderId(row.get::<_, i64>(0) as u64)
 }
