@@ -400,6 +400,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         let report = report?;
         scenarios.push(report);
     }
+    // Gracefully: its in-flight batches commit, and the consumer group's activity lease is
+    // released for the next run's list.
+    writer.stop().await?;
     let ok = scenarios.iter().all(|s| s.verdict.ok());
     Ok(Report {
         started_at,

@@ -58,6 +58,18 @@ impl GroupFilter {
         .into())
     }
 
+    /// Lets the lease go now if this group's list holds it (a writer stopping gracefully): the
+    /// group's other writers take it back at their next renewal, and once none runs the group
+    /// may start with another list at once rather than after [`GROUP_LEASE`].
+    pub async fn release(&self, ledger: &Ledger) {
+        if let Err(e) = ledger
+            .hold_lease(&self.key, &self.filter, Duration::from_millis(1))
+            .await
+        {
+            tracing::warn!(error = %e, "releasing the group's activity lease");
+        }
+    }
+
     /// Renews the lease every third of its length until `stopping`.
     pub async fn keep(self: Arc<Self>, ledger: Ledger, stopping: Arc<AtomicBool>) {
         let mut tick = tokio::time::interval(GROUP_LEASE / 3);

@@ -98,6 +98,8 @@ pub struct Writer {
     sweeper: tokio::task::JoinHandle<()>,
     /// Renews the group's activity lease ([`group`]).
     group_lease: tokio::task::JoinHandle<()>,
+    group_filter: Arc<GroupFilter>,
+    ledger: Ledger,
     /// `GET /metrics` ([`metrics`]), if configured.
     metrics: Option<tokio::task::JoinHandle<()>>,
     mq: MqRuntime,
@@ -210,7 +212,8 @@ impl Writer {
             ),
             None => None,
         };
-        let group_lease = tokio::spawn(group_filter.keep(ledger.clone(), stopping.clone()));
+        let group_lease = tokio::spawn(group_filter.clone().keep(ledger.clone(), stopping.clone()));
+        let writer_ledger = ledger.clone();
         let sweeper = tokio::spawn(sweep::run(
             lifecycle.clone(),
             ledger,
@@ -226,6 +229,8 @@ impl Writer {
             stopping,
             sweeper,
             group_lease,
+            group_filter,
+            ledger: writer_ledger,
             metrics,
             mq,
         })
@@ -243,6 +248,7 @@ impl Writer {
             consumer.shutdown().await;
         }
         self.lifecycle.shutdown().await;
+        self.group_filter.release(&self.ledger).await;
         if let Ok(mut persister) = Arc::try_unwrap(self.persister) {
             persister.shutdown().await;
         }

@@ -420,6 +420,9 @@ async fn writers_of_one_group_never_split_it_by_different_activities() {
     let second = seckill_order_writer::Writer::start(&config).await.unwrap();
     second.shutdown().await;
     first.shutdown().await;
+    // Every writer of the group stopped gracefully: the group may run another list at once.
+    let next = seckill_order_writer::Writer::start(&other).await.unwrap();
+    next.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
