@@ -227,41 +227,10 @@ async fn no_follow_up_is_dropped_a_second_payment_is_refunded_a_reused_payment_i
         activity,
     } = Stack::start("settle", 5, 1).await;
     let keys = ActivityKeys::new(&activity);
-    let ids = leased_ids(&ledger).await;
-    let mut orders = Vec::new();
-    for user in ["s1", "s2", "s3"] {
-        let seckill_ledger::ledger::DeductOutcome::Won { record, .. } =
-            buy(&ledger, &keys, &ids, user, 1).await
-        else {
-            panic!("expected a win")
-        };
-        orders.push(record.decode().unwrap());
-    }
-    store
-        .insert_orders(&orders, OrderStatus::PendingPayment)
-        .await
-        .unwrap();
-    let order_ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
-    ledger
-        .mirror(
-            &keys,
-            &order_ids,
-            OrderStatus::PendingPayment,
-            OrderStatus::Queued,
-        )
-        .await
-        .unwrap();
-    let (a, b, c) = (order_ids[0], order_ids[1], order_ids[2]);
-    let runtime = MqRuntime::start("test-settle").unwrap();
-    let lifecycle = Lifecycle::start(
-        &runtime,
-        &mq.namesrv,
-        store.clone(),
-        ledger.clone(),
-        Duration::from_secs(1800),
-    )
-    .await
-    .unwrap();
+    let orders = persisted_wins(&ledger, &store, &activity, &["s1", "s2", "s3"]).await;
+    let (a, b, c) = (orders[0].order_id, orders[1].order_id, orders[2].order_id);
+    let (_runtime, lifecycle) =
+        lifecycle_on(&mq.namesrv, &store, &ledger, Duration::from_secs(1800)).await;
     let payment = |order: OrderId, id: &str| seckill_messages::Payment {
         order_id: order,
         payment_id: id.to_owned(),
@@ -362,26 +331,9 @@ async fn a_transition_never_discards_the_stock_step_of_the_one_before() {
         activity,
     } = Stack::start("unsettled", 3, 1).await;
     let keys = ActivityKeys::new(&activity);
-    let ids = leased_ids(&ledger).await;
-    let seckill_ledger::ledger::DeductOutcome::Won { record, .. } =
-        buy(&ledger, &keys, &ids, "late-payer", 1).await
-    else {
-        panic!("expected a win")
-    };
-    let order = record.decode().unwrap();
-    store
-        .insert_orders(std::slice::from_ref(&order), OrderStatus::PendingPayment)
+    let order = persisted_wins(&ledger, &store, &activity, &["late-payer"])
         .await
-        .unwrap();
-    ledger
-        .mirror(
-            &keys,
-            &[order.order_id],
-            OrderStatus::PendingPayment,
-            OrderStatus::Queued,
-        )
-        .await
-        .unwrap();
+        .remove(0);
     // A cancel committed whose release never ran (the writer died, or Redis failed, right after
     // the commit): the row is cancelled and unsettled, the ledger still holds the unit.
     store
@@ -396,16 +348,8 @@ async fn a_transition_never_discards_the_stock_step_of_the_one_before() {
 
     // The payment arrives (after the cancellation: refunding). Its transition first completes
     // the cancel's release — otherwise the unit would stay reserved for ever.
-    let runtime = MqRuntime::start("test-unsettled").unwrap();
-    let lifecycle = Lifecycle::start(
-        &runtime,
-        &mq.namesrv,
-        store.clone(),
-        ledger.clone(),
-        Duration::from_secs(1800),
-    )
-    .await
-    .unwrap();
+    let (_runtime, lifecycle) =
+        lifecycle_on(&mq.namesrv, &store, &ledger, Duration::from_secs(1800)).await;
     let status = lifecycle
         .pay(&seckill_messages::Payment {
             order_id: order.order_id,
@@ -477,16 +421,8 @@ async fn a_payment_notified_in_time_wins_over_the_timeout_while_its_message_wait
 
     // The window (1 s) ends; the database is back; the sweep runs before the payment's
     // redelivery: the payment wins, the order is paid, not cancelled then refunded.
-    let runtime = MqRuntime::start("test-intime").unwrap();
-    let lifecycle = Lifecycle::start(
-        &runtime,
-        &mq.namesrv,
-        store.clone(),
-        ledger.clone(),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
+    let (_runtime, lifecycle) =
+        lifecycle_on(&mq.namesrv, &store, &ledger, Duration::from_secs(1)).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while store
         .overdue(Duration::from_secs(1), 10)

@@ -95,3 +95,60 @@ pub async fn assert_verified_within(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// One unit won straight in the ledger by each of `users`, then persisted as the writer would
+/// (rows `pending_payment`, the status mirrored): the orders, in `users`' order.
+pub async fn persisted_wins(
+    ledger: &seckill_ledger::Ledger,
+    store: &seckill_store::Store,
+    activity: &ActivityId,
+    users: &[&str],
+) -> Vec<seckill_ledger::OrderRecord> {
+    use seckill_ledger::{ActivityKeys, OrderStatus};
+    let keys = ActivityKeys::new(activity);
+    let ids = leased_ids(ledger).await;
+    let mut orders = Vec::new();
+    for user in users {
+        let seckill_ledger::ledger::DeductOutcome::Won { record, .. } =
+            buy(ledger, &keys, &ids, user, 1).await
+        else {
+            panic!("{user}: expected a win")
+        };
+        orders.push(record.decode().unwrap());
+    }
+    store
+        .insert_orders(&orders, OrderStatus::PendingPayment)
+        .await
+        .unwrap();
+    let order_ids: Vec<_> = orders.iter().map(|o| o.order_id).collect();
+    ledger
+        .mirror(
+            &keys,
+            &order_ids,
+            OrderStatus::PendingPayment,
+            OrderStatus::Queued,
+        )
+        .await
+        .unwrap();
+    orders
+}
+
+/// A lifecycle of the test's own on `namesrv` (keep the runtime alive as long as it).
+pub async fn lifecycle_on(
+    namesrv: &str,
+    store: &seckill_store::Store,
+    ledger: &seckill_ledger::Ledger,
+    window: Duration,
+) -> (seckill_messages::MqRuntime, seckill_lifecycle::Lifecycle) {
+    let runtime = seckill_messages::MqRuntime::start(&unique("test-lifecycle")).unwrap();
+    let lifecycle = seckill_lifecycle::Lifecycle::start(
+        &runtime,
+        namesrv,
+        store.clone(),
+        ledger.clone(),
+        window,
+    )
+    .await
+    .unwrap();
+    (runtime, lifecycle)
+}
