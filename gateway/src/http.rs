@@ -134,7 +134,8 @@ pub async fn handle(
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // One leading slash only: `//metrics` is not `/metrics`.
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let method = &parts.method;
 
     // The hot path first.

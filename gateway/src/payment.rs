@@ -129,7 +129,10 @@ pub async fn cancel(
     headers: &HeaderMap,
     order_id: &str,
 ) -> Result<(bool, Cancelling), Refusal> {
-    let order = crate::query::owned_order(app, headers, order_id).await?;
+    // A cancel costs a broker message: rate-limited per user like an attempt.
+    let user = crate::auth::authenticate(headers, &app.token_key, seckill_service::now_unix())?;
+    app.limits.check_rate(&user)?;
+    let order = crate::query::order_of(app, &user, order_id).await?;
     let order_id = order.order_id;
     match order.status {
         OrderStatus::Cancelled => Ok((

@@ -1,7 +1,7 @@
 //! The read endpoints: an activity as buyers see it, and an order as its owner sees it.
 
 use http::HeaderMap;
-use seckill_ledger::{ActivityId, ActivityKeys, OrderId, OrderRecord};
+use seckill_ledger::{ActivityId, ActivityKeys, OrderId, OrderRecord, UserId};
 use seckill_service::clock::rfc3339;
 use seckill_service::{now_ms, now_unix};
 use serde::Serialize;
@@ -79,6 +79,11 @@ pub async fn owned_order(
     order_id: &str,
 ) -> Result<OrderRecord, Refusal> {
     let user = auth::authenticate(headers, &app.token_key, now_unix())?;
+    order_of(app, &user, order_id).await
+}
+
+/// The order `order_id` if `user` owns it (404 otherwise, as for a missing one).
+pub async fn order_of(app: &App, user: &UserId, order_id: &str) -> Result<OrderRecord, Refusal> {
     let order_id = OrderId::parse(order_id).map_err(|_| Refusal::OrderNotFound)?;
     app.ledger
         .order(order_id)

@@ -416,7 +416,23 @@ async fn per_user_rate_limit_answers_429_with_retry_after() {
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry >= 1);
     // Someone else is not held back by that user.
-    assert_eq!(gw.attempt(&id, "calm").await.status, StatusCode::ACCEPTED);
+    let calm = gw.attempt(&id, "calm").await;
+    assert_eq!(calm.status, StatusCode::ACCEPTED);
+    // A cancel is bucketed like an attempt (it costs a broker message): at once after calm's
+    // attempt, refused before any lookup or send.
+    let order = calm.json["order_id"].as_str().unwrap();
+    let cancel = gw
+        .send(
+            Method::DELETE,
+            &format!("/v1/orders/{order}"),
+            Some(&token_for("calm")),
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (cancel.status, cancel.error()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -608,6 +624,11 @@ async fn activity_view_health_ready_metrics_and_unknown_routes() {
 
     let r = gw.get("/nope", None).await;
     assert_eq!((r.status, r.error()), (StatusCode::NOT_FOUND, "not_found"));
+    // Only one leading slash is a route's: `//metrics` is not `/metrics`.
+    for path in ["//metrics", "//healthz", "///v1/activities/x"] {
+        let r = gw.get(path, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+    }
     let r = gw.send(Method::DELETE, "/healthz", None, b"").await;
     assert_eq!(
         (r.status, r.error()),
