@@ -30,10 +30,12 @@ started=""
 cleanup() { [ -n "$started" ] && kill $started 2>/dev/null; wait 2>/dev/null || true; }
 [ -z "${KEEP:-}" ] && trap cleanup EXIT
 sale="demo-$(date +%s)"
-# A writer group of this demo's own, dedicated to the demo sale: on a machine whose broker holds
-# older orders, the default group would persist all of those first.
+# A writer group of this demo's own, dedicated to the demo sale and starting now: on a machine
+# whose broker holds older orders, a group starting at the topic's first message would read
+# through all of those first.
 if true; then
   SECKILL_WRITER_GROUP="demo_$sale" SECKILL_WRITER_ACTIVITIES="$sale" \
+    SECKILL_WRITER_START_AT="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     "$BIN/seckill-order-writer" >"$STATE/logs/writer.log" 2>&1 &
   started="$started $!"
   echo "[demo] order writer started (log: $STATE/logs/writer.log)" >&2
