@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocketmq_client_rust::DefaultMQProducer;
-use rocketmq_model::result::SendStatus;
 use seckill_ledger::{ActivityId, ActivityKeys, Ledger, OrderText};
 use seckill_messages::order::order_message;
 use seckill_messages::{Message, MqError, MqRuntime, MAX_BATCH};
@@ -129,13 +128,9 @@ impl Publisher {
     /// Sends one message and waits at most `wait` for the broker's confirmation (payment
     /// notifications, cancel requests: rare, so not batched).
     pub async fn send_one(&self, message: Message, wait: Duration) -> bool {
-        let sent = match tokio::time::timeout(wait, self.producer.send(message)).await {
-            Ok(Ok(Some(result))) if result.send_status == SendStatus::SendOk => Ok(()),
-            Ok(Ok(Some(result))) => Err(MqError::NotStored(result.send_status)),
-            Ok(Ok(None)) => Err(MqError::NoResult),
-            Ok(Err(e)) => Err(MqError::from(e)),
-            Err(_) => Err(MqError::Timeout(wait)),
-        };
+        let sent = tokio::time::timeout(wait, seckill_messages::send_one(&self.producer, message))
+            .await
+            .unwrap_or(Err(MqError::Timeout(wait)));
         if let Err(e) = &sent {
             tracing::warn!(error = %e, "message not confirmed by the broker");
         }

@@ -38,32 +38,14 @@ fn meta(row: &tokio_postgres::Row) -> Result<ActivityMeta, StoreError> {
 impl Store {
     /// Records a new activity (before the ledger is told), unless it is recorded already.
     pub async fn record_activity(&self, activity: &NewActivity) -> Result<Recorded, StoreError> {
-        let client = self.pool.get().await?;
-        let inserted = client
-            .execute(
-                "INSERT INTO activities (activity_id, name, price_cents, stock_total,
-                                         per_user_limit, starts_at, ends_at)
-                 VALUES ($1, $2, $3, $4, $5, to_timestamp($6::float8 / 1000),
-                         to_timestamp($7::float8 / 1000))
-                 ON CONFLICT (activity_id) DO NOTHING",
-                &[
-                    &activity.id.as_str(),
-                    &activity.name,
-                    &activity.price_cents,
-                    &activity.stock_total,
-                    &(activity.per_user_limit as i32),
-                    &(activity.starts_at_ms as f64),
-                    &(activity.ends_at_ms as f64),
-                ],
-            )
-            .await?;
-        if inserted == 1 {
+        let recorded = activity.recorded();
+        if self.write_activity(&recorded, "DO NOTHING").await? == 1 {
             return Ok(Recorded::New);
         }
         let Some(existing) = self.activity(&activity.id).await? else {
             return Ok(Recorded::New);
         };
-        Ok(if existing == activity.recorded() {
+        Ok(if existing == recorded {
             Recorded::Same
         } else {
             Recorded::Different(existing)
@@ -73,19 +55,34 @@ impl Store {
     /// Writes an activity as the ledger now holds it (after a restock or a close; also adopts
     /// an activity created before this table existed).
     pub async fn save_activity(&self, meta: &ActivityMeta) -> Result<(), StoreError> {
+        self.write_activity(
+            meta,
+            "DO UPDATE SET
+                 name = EXCLUDED.name, price_cents = EXCLUDED.price_cents,
+                 stock_total = EXCLUDED.stock_total, per_user_limit = EXCLUDED.per_user_limit,
+                 starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at,
+                 closed = EXCLUDED.closed, updated_at = now()",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// One `INSERT … ON CONFLICT (activity_id) <on_conflict>` of `meta`; the rows written.
+    async fn write_activity(
+        &self,
+        meta: &ActivityMeta,
+        on_conflict: &str,
+    ) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
-        client
+        Ok(client
             .execute(
-                "INSERT INTO activities (activity_id, name, price_cents, stock_total,
-                                         per_user_limit, starts_at, ends_at, closed)
-                 VALUES ($1, $2, $3, $4, $5, to_timestamp($6::float8 / 1000),
-                         to_timestamp($7::float8 / 1000), $8)
-                 ON CONFLICT (activity_id) DO UPDATE SET
-                     name = EXCLUDED.name, price_cents = EXCLUDED.price_cents,
-                     stock_total = EXCLUDED.stock_total,
-                     per_user_limit = EXCLUDED.per_user_limit,
-                     starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at,
-                     closed = EXCLUDED.closed, updated_at = now()",
+                &format!(
+                    "INSERT INTO activities (activity_id, name, price_cents, stock_total,
+                                             per_user_limit, starts_at, ends_at, closed)
+                     VALUES ($1, $2, $3, $4, $5, to_timestamp($6::float8 / 1000),
+                             to_timestamp($7::float8 / 1000), $8)
+                     ON CONFLICT (activity_id) {on_conflict}"
+                ),
                 &[
                     &meta.id.as_str(),
                     &meta.name,
@@ -97,8 +94,7 @@ impl Store {
                     &meta.closed,
                 ],
             )
-            .await?;
-        Ok(())
+            .await?)
     }
 
     /// One activity as recorded.
