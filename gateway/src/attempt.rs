@@ -1,19 +1,26 @@
 //! The buying path, `POST /v1/activities/{id}/orders`, as the phases of the request path
-//! (`docs/ARCHITECTURE.md`, "The request path"):
+//! (`docs/ARCHITECTURE.md`, "The request path"). The cheapest refusal comes first: a crowd of
+//! losers must cost almost nothing.
 //!
-//! 1. [`parse`]: activity id, bearer token, body → [`ParsedAttempt`], or 400/401/404.
-//! 2. Local filters, no I/O: cached window and sold-out flag, rate buckets, in-flight permit.
-//!    Returning early here is what keeps a crowd off Redis.
-//! 3. Deduct: `deduct.lua`, which also makes a won order findable by its id (so
+//! 1. Route, from memory ([`route`]): an unknown activity, one not started or ended, is refused
+//!    before the body is read, the token checked or a task spawned. After sell-out a buyer who
+//!    holds nothing is refused here too ([`sold_out_before_auth`]): that answer is the same
+//!    whoever the caller is.
+//! 2. [`parse`]: bearer token, body → [`ParsedAttempt`], or 400/401.
+//! 3. Admission, no I/O: the sold-out flag for buyers who hold units, rate buckets, then the
+//!    in-flight permit, held only while Redis (or, with `SECKILL_CONFIRM=broker`, the broker) is
+//!    being called.
+//! 4. Deduct: `deduct.lua`, which also makes a won order findable by its id (so
 //!    `GET /v1/orders/{id}` finds it), in one call with the attempts queued meanwhile
 //!    ([`crate::deduct`]).
-//! 4. Enqueue: queue the won order to RocketMQ ([`crate::publish`]). With `SECKILL_CONFIRM=ledger` (the default)
+//! 5. Enqueue: queue the won order to RocketMQ ([`crate::publish`]). With `SECKILL_CONFIRM=ledger` (the default)
 //!    the answer is 202 at once: the deduct committed the order to the ledger and its outbox,
 //!    and the relay republishes whatever the broker does not confirm. With
 //!    `SECKILL_CONFIRM=broker` the 202 waits for the broker's confirmation; if it does not come
 //!    within `Timing::publish_wait`, the answer is 503 and the order stays in the outbox for
 //!    the relay: the buyer's retry finds it (200, their existing order).
-//! 5. The caller maps the [`AttemptOutcome`] to HTTP.
+//!
+//! The caller maps the [`AttemptOutcome`] to HTTP.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -24,7 +31,7 @@ use seckill_ledger::{ActivityId, LedgerError, UserId};
 use seckill_service::{now_ms, now_unix};
 use serde::Deserialize;
 
-use crate::catalog::Activity;
+use crate::catalog::{Activity, Holders};
 use crate::config::Confirm;
 use crate::deduct::DeductError;
 use crate::outcome::{AttemptOutcome, Refusal};
@@ -51,25 +58,64 @@ pub struct ParsedAttempt {
     pub channel: String,
 }
 
-/// Phase 1: everything from the raw request, nothing from the ledger.
+/// Phase 1: the activity in the path and, if cached, its state, from memory. `None`: not
+/// cached yet (phase 3 loads it).
+pub fn route(app: &App, id: &str) -> Result<(ActivityId, Option<Arc<Activity>>), Refusal> {
+    // An id that could never have been created cannot exist.
+    let id = ActivityId::parse(id).map_err(|_| Refusal::ActivityNotFound)?;
+    match app.catalog.cached(&id) {
+        Some(activity) => {
+            check_window(&activity, now_ms())?;
+            Ok((id, Some(activity)))
+        }
+        None if !app.catalog.may_exist(&id) && !app.catalog.miss_reread_due() => {
+            Err(Refusal::ActivityNotFound)
+        }
+        None => Ok((id, None)),
+    }
+}
+
+/// Phase 1 on a sold-out activity: true if the deduct would answer this attempt `sold_out`
+/// whoever sent it — the buyer it names holds nothing and asks no more than the limit — so it
+/// is refused before the token is checked. Anything else (a holder, whose retry must find their
+/// order; a body to refuse; holders not read yet) goes the whole way.
+pub fn sold_out_before_auth(activity: &Activity, headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(holders) = activity.holders_read() else {
+        return false;
+    };
+    let Ok(body) = parse_body(body) else {
+        return false;
+    };
+    let quantity = body.quantity.unwrap_or(1);
+    auth::claimed_user(headers).is_some_and(|user| {
+        !holds_units(&holders, user) && quantity <= activity.meta.per_user_limit
+    })
+}
+
+fn holds_units(holders: &Holders, user: &str) -> bool {
+    holders.get(user).is_some_and(|held| *held > 0)
+}
+
+fn parse_body(body: &[u8]) -> Result<AttemptBody, Refusal> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(AttemptBody::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Refusal::BadRequest(Cow::Owned(format!(
+            "body is not valid JSON for an attempt: {e}"
+        )))
+    })
+}
+
+/// Phase 2: the token and the body, nothing from the ledger.
 pub fn parse(
     app: &App,
-    activity: &str,
+    activity: ActivityId,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<ParsedAttempt, Refusal> {
-    // An id that could never have been created cannot exist.
-    let activity = ActivityId::parse(activity).map_err(|_| Refusal::ActivityNotFound)?;
     let user = auth::authenticate(headers, &app.token_key, now_unix())?;
-    let body: AttemptBody = if body.iter().all(u8::is_ascii_whitespace) {
-        AttemptBody::default()
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            Refusal::BadRequest(Cow::Owned(format!(
-                "body is not valid JSON for an attempt: {e}"
-            )))
-        })?
-    };
+    let body = parse_body(body)?;
     let quantity = body.quantity.unwrap_or(1);
     if !(1..=MAX_QUANTITY).contains(&quantity) {
         return Err(Refusal::BadRequest(Cow::Owned(format!(
@@ -95,20 +141,27 @@ pub fn parse(
     })
 }
 
-/// The part of phase 2 that needs the cached activity: window and sold-out flag.
+/// The sale's window, from the cached metadata.
+fn check_window(activity: &Activity, now_ms: i64) -> Result<(), Refusal> {
+    let meta = &activity.meta;
+    if meta.closed || now_ms >= meta.ends_at_ms {
+        return Err(Refusal::Ended);
+    }
+    if now_ms < meta.starts_at_ms {
+        return Err(Refusal::NotStarted);
+    }
+    Ok(())
+}
+
+/// The part of phase 3 that needs the cached activity: window (again: the clock moved since
+/// phase 1, or the activity was just loaded) and sold-out flag.
 async fn check_cached(
     app: &App,
     activity: &Arc<Activity>,
     attempt: &ParsedAttempt,
     now_ms: i64,
 ) -> Result<(), AttemptOutcome> {
-    let meta = &activity.meta;
-    if meta.closed || now_ms >= meta.ends_at_ms {
-        return Err(Refusal::Ended.into());
-    }
-    if now_ms < meta.starts_at_ms {
-        return Err(Refusal::NotStarted.into());
-    }
+    check_window(activity, now_ms)?;
     if activity.is_sold_out() {
         return Err(after_sell_out(app, activity, attempt).await);
     }
@@ -129,7 +182,7 @@ async fn after_sell_out(
 ) -> AttemptOutcome {
     app.metrics.sold_out_short_circuit();
     let limit = activity.meta.per_user_limit;
-    let held = match app.catalog.holders(activity, &app.metrics).await {
+    let held = match app.catalog.holders(activity).await {
         Ok(holders) => holders.get(attempt.user.as_str()).copied().unwrap_or(0),
         Err(e) => return ledger_refusal(&e, "reading the buyers").into(),
     };
@@ -180,7 +233,7 @@ pub fn ledger_refusal(error: &LedgerError, what: &str) -> Refusal {
     }
 }
 
-/// Phases 2 to 4.
+/// Phases 3 to 5.
 pub async fn run(app: &Arc<App>, attempt: ParsedAttempt) -> AttemptOutcome {
     match decide(app, &attempt).await {
         Ok(outcome) | Err(outcome) => outcome,
@@ -189,14 +242,10 @@ pub async fn run(app: &Arc<App>, attempt: ParsedAttempt) -> AttemptOutcome {
 
 async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcome, AttemptOutcome> {
     let now = now_ms();
-    // Phase 2, local filters (no I/O).
+    // Phase 3, admission (no I/O).
     let cached = app.catalog.cached(&attempt.activity);
-    match &cached {
-        Some(activity) => check_cached(app, activity, attempt, now).await?,
-        None if app.catalog.known_missing(&attempt.activity) => {
-            return Err(Refusal::ActivityNotFound.into())
-        }
-        None => {}
+    if let Some(activity) = &cached {
+        check_cached(app, activity, attempt, now).await?;
     }
     app.limits.check_rate(&attempt.user)?;
     // Held until the attempt is decided: the deduct and, for a winner with
@@ -205,20 +254,17 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
 
     let activity = match cached {
         Some(activity) => activity,
-        None => {
-            app.metrics.redis_call();
-            match app.catalog.load(&attempt.activity).await {
-                Ok(Some(activity)) => {
-                    check_cached(app, &activity, attempt, now).await?;
-                    activity
-                }
-                Ok(None) => return Err(Refusal::ActivityNotFound.into()),
-                Err(e) => return Err(ledger_refusal(&e, "loading activity").into()),
+        None => match app.catalog.find(&attempt.activity).await {
+            Ok(Some(activity)) => {
+                check_cached(app, &activity, attempt, now).await?;
+                activity
             }
-        }
+            Ok(None) => return Err(Refusal::ActivityNotFound.into()),
+            Err(e) => return Err(ledger_refusal(&e, "loading activity").into()),
+        },
     };
 
-    // Phase 3, deduct (batched with the attempts queued meanwhile).
+    // Phase 4, deduct (batched with the attempts queued meanwhile).
     let deducted = app
         .deducter
         .deduct(&activity, &attempt.user, attempt.quantity, &attempt.channel)
@@ -233,7 +279,7 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
             if stock_left <= 0 {
                 sold_out(app, &activity.keys.id);
             }
-            // Phase 4. The order is already safe in the ledger, findable by its id, and in its
+            // Phase 5. The order is already safe in the ledger, findable by its id, and in its
             // outbox, from which the relay republishes whatever the broker never confirms; the
             // publish hands it to the writer.
             let order_id = record.order_id;

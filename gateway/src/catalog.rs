@@ -7,11 +7,17 @@
 //! ([`Catalog::holders`]): a flagged attempt by one of them still gets their order (what
 //! `deduct.lua` would answer), everyone else is refused from memory.
 //!
+//! Unknown ids cost no Redis call: the catalog also holds the id of every activity that exists
+//! (`sk:activities`), so a flood of made-up ids is answered 404 from memory. A miss re-reads
+//! that set at most once per [`MISS_REREAD`], however many misses arrive, in case the `changed`
+//! event of an activity created a moment ago was lost.
+//!
 //! Freshness: a `sk:events` pub/sub listener applies `sold_out` / `stock_back` / `changed`
 //! events at once; because pub/sub can drop messages (reconnects), a refresher also reloads every
-//! cached activity every couple of seconds, which resets the flag from the real stock.
+//! cached activity and the id set every couple of seconds, which resets the flag from the real
+//! stock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,8 +31,9 @@ use tokio::sync::{watch, OnceCell};
 
 use crate::metrics::Metrics;
 
-/// Bound on remembered missing ids (a flood of random ids must not grow memory).
-const MISSING_CAP: usize = 10_000;
+/// At most one re-read of the id set per this long on misses: a flood of made-up ids costs a
+/// few Redis calls a second, not one per request.
+pub const MISS_REREAD: Duration = Duration::from_millis(250);
 
 /// Buyers (user → units held) of a sold-out activity.
 pub type Holders = Arc<HashMap<String, u32>>;
@@ -60,6 +67,11 @@ impl Activity {
         self.sold_out.load(Ordering::Relaxed)
     }
 
+    /// The holders, if already read since the flag went up. No I/O.
+    pub fn holders_read(&self) -> Option<Holders> {
+        self.holders.load().get().cloned()
+    }
+
     fn clear_sold_out(&self) {
         self.sold_out.store(false, Ordering::Relaxed);
         self.holders.store(Arc::new(OnceCell::new()));
@@ -68,20 +80,27 @@ impl Activity {
 
 pub struct Catalog {
     ledger: Ledger,
+    metrics: Arc<Metrics>,
     entries: ArcSwap<HashMap<ActivityId, Arc<Activity>>>,
-    missing: Mutex<HashMap<ActivityId, Instant>>,
-    /// How long a missing id is remembered (`Timing::missing_ttl`).
-    missing_ttl: Duration,
+    /// Every activity that exists (`sk:activities`); an id outside it is answered 404 from
+    /// memory. Bounded by what operators created, not by what a crowd sends.
+    existing: ArcSwap<HashSet<ActivityId>>,
+    /// When a miss last re-read `existing` (see [`MISS_REREAD`]).
+    last_miss_reread: Mutex<Option<Instant>>,
 }
 
 impl Catalog {
-    pub fn new(ledger: Ledger, missing_ttl: Duration) -> Self {
-        Catalog {
-            missing_ttl,
+    /// A catalog knowing every activity that exists now (one `SMEMBERS`).
+    pub async fn start(ledger: Ledger, metrics: Arc<Metrics>) -> Result<Self, LedgerError> {
+        let catalog = Catalog {
             ledger,
+            metrics,
             entries: ArcSwap::from_pointee(HashMap::new()),
-            missing: Mutex::new(HashMap::new()),
-        }
+            existing: ArcSwap::from_pointee(HashSet::new()),
+            last_miss_reread: Mutex::new(None),
+        };
+        catalog.read_existing().await?;
+        Ok(catalog)
     }
 
     /// The cached activity, if any. No I/O.
@@ -94,12 +113,66 @@ impl Catalog {
         self.entries.load().keys().cloned().collect()
     }
 
-    /// True if `id` was looked up recently and did not exist. No I/O.
-    pub fn known_missing(&self, id: &ActivityId) -> bool {
-        let missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
-        missing
-            .get(id)
-            .is_some_and(|at| at.elapsed() < self.missing_ttl)
+    /// False if `id` is not among the activities that exist, as far as this instance knows. No
+    /// I/O.
+    pub fn may_exist(&self, id: &ActivityId) -> bool {
+        self.existing.load().contains(id)
+    }
+
+    fn note_existing(&self, id: &ActivityId) {
+        if !self.may_exist(id) {
+            self.existing.rcu(|set| {
+                let mut set = HashSet::clone(set);
+                set.insert(id.clone());
+                set
+            });
+        }
+    }
+
+    async fn read_existing(&self) -> Result<(), LedgerError> {
+        let ids = self.ledger.list_activities().await?;
+        self.existing.store(Arc::new(ids.into_iter().collect()));
+        Ok(())
+    }
+
+    /// The activity `id`: from the cache, else loaded from Redis if it exists. An id this
+    /// instance does not know of costs no Redis call, except that one such miss in each
+    /// [`MISS_REREAD`] re-reads the id set. Each call made here is counted as the request's.
+    pub async fn find(&self, id: &ActivityId) -> Result<Option<Arc<Activity>>, LedgerError> {
+        if let Some(activity) = self.cached(id) {
+            return Ok(Some(activity));
+        }
+        if !self.may_exist(id) {
+            if !self.take_miss_reread() {
+                return Ok(None);
+            }
+            self.metrics.redis_call();
+            self.read_existing().await?;
+            if !self.may_exist(id) {
+                return Ok(None);
+            }
+        }
+        self.metrics.redis_call();
+        self.load(id).await
+    }
+
+    /// True if a miss may re-read the id set now (without claiming the re-read).
+    pub fn miss_reread_due(&self) -> bool {
+        self.last_miss_reread
+            .try_lock()
+            .is_ok_and(|last| last.is_none_or(|at| at.elapsed() >= MISS_REREAD))
+    }
+
+    /// True for the one miss per [`MISS_REREAD`] that may re-read the id set.
+    fn take_miss_reread(&self) -> bool {
+        let Ok(mut last) = self.last_miss_reread.try_lock() else {
+            return false; // another miss is re-reading it now
+        };
+        if last.is_some_and(|at| at.elapsed() < MISS_REREAD) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     /// Loads an activity from Redis (metadata and stock, atomically) into the cache.
@@ -110,13 +183,6 @@ impl Catalog {
                 map.remove(id);
                 map
             });
-            let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
-            if missing.len() >= MISSING_CAP {
-                missing.retain(|_, at| at.elapsed() < self.missing_ttl);
-            }
-            if missing.len() < MISSING_CAP {
-                missing.insert(id.clone(), Instant::now());
-            }
             return Ok(None);
         };
         let activity = Arc::new(Activity::new(id, meta, counters));
@@ -135,10 +201,7 @@ impl Catalog {
             map.insert(id.clone(), activity.clone());
             map
         });
-        self.missing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.note_existing(id);
         Ok(Some(activity))
     }
 
@@ -157,16 +220,12 @@ impl Catalog {
     /// The buyers holding units in a sold-out activity, read once (`HSCAN` in pages, each
     /// counted as a Redis call) however many attempts ask at once. No stock means no new buyers,
     /// so the read stays true until the flag goes down (a release or restock), which drops it.
-    pub async fn holders(
-        &self,
-        activity: &Activity,
-        metrics: &Metrics,
-    ) -> Result<Holders, LedgerError> {
+    pub async fn holders(&self, activity: &Activity) -> Result<Holders, LedgerError> {
         let cell = activity.holders.load_full();
         cell.get_or_try_init(|| async {
             let holders = self
                 .ledger
-                .holders(&activity.keys, || metrics.redis_call())
+                .holders(&activity.keys, || self.metrics.redis_call())
                 .await?;
             Ok(Arc::new(holders))
         })
@@ -182,10 +241,8 @@ impl Catalog {
             }
             LedgerEvent::StockBack(id) => self.clear_sold_out(&id),
             LedgerEvent::Changed(id) => {
-                self.missing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                // Announced after the activity was written: it exists.
+                self.note_existing(&id);
                 if self.cached(&id).is_some() {
                     if let Err(e) = self.load(&id).await {
                         tracing::warn!(activity = %id, error = %e, "reload after change failed");
@@ -195,8 +252,11 @@ impl Catalog {
         }
     }
 
-    /// Reloads every cached activity.
+    /// Re-reads the id set and reloads every cached activity.
     pub async fn refresh_all(&self) {
+        if let Err(e) = self.read_existing().await {
+            tracing::warn!(error = %e, "periodic read of the activity set failed");
+        }
         let ids: Vec<ActivityId> = self.entries.load().keys().cloned().collect();
         for id in ids {
             if let Err(e) = self.load(&id).await {

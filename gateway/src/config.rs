@@ -29,6 +29,8 @@ pub struct Config {
     pub rate_per_user: u32,
     /// `SECKILL_MAX_INFLIGHT`: concurrent Redis calls; beyond it requests are shed with 503.
     pub max_inflight: usize,
+    /// `SECKILL_MAX_CONNECTIONS`: open client connections; past it new ones are closed at once.
+    pub max_connections: usize,
     /// `SECKILL_ROCKETMQ_NAMESRV`, default `127.0.0.1:9876`: where won orders are queued.
     pub rocketmq_namesrv: String,
     /// `SECKILL_REDIS_CONNECTIONS`: multiplexed connections in the pool.
@@ -40,7 +42,8 @@ pub struct Config {
     pub deduct_slots: usize,
     /// `SECKILL_CONFIRM`: when a winner is answered.
     pub confirm: Confirm,
-    /// `SECKILL_PUBLISH_WAIT`, `SECKILL_SEND_TIMEOUT`, `SECKILL_RELAY_AGE` and the fixed clocks.
+    /// `SECKILL_PUBLISH_WAIT`, `SECKILL_SEND_TIMEOUT`, `SECKILL_RELAY_AGE`,
+    /// `SECKILL_HEADER_TIMEOUT`, `SECKILL_WRITE_TIMEOUT` and the fixed clocks.
     pub timing: Timing,
     /// `SECKILL_LOG_JSON`: `1`/`true` for JSON log lines.
     pub log_json: bool,
@@ -72,6 +75,10 @@ impl std::str::FromStr for Confirm {
 pub const DEFAULT_RATE_GLOBAL: u32 = 200_000;
 pub const DEFAULT_RATE_PER_USER: u32 = 10;
 pub const DEFAULT_MAX_INFLIGHT: usize = 4096;
+/// A connection holds at most two `crate::conn::BUFFER`s (16 KiB) plus hyper's state: 10,000
+/// of them stay within about 200 MiB whatever their clients do. The process's file-descriptor
+/// limit must be above it (the accept loop backs off on EMFILE).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_REDIS_CONNECTIONS: usize = 4;
 pub const DEFAULT_DEDUCT_SLOTS: usize = 2;
 
@@ -86,6 +93,9 @@ struct FileConfig {
     rate_global: Option<u32>,
     rate_per_user: Option<u32>,
     max_inflight: Option<usize>,
+    max_connections: Option<usize>,
+    header_timeout: Option<String>,
+    write_timeout: Option<String>,
     redis_connections: Option<usize>,
     rocketmq_namesrv: Option<String>,
     publish_senders: Option<usize>,
@@ -193,6 +203,16 @@ impl Config {
                 file.relay_age.as_deref(),
                 clocks.relay_age,
             )?,
+            header_read: settings.duration(
+                "SECKILL_HEADER_TIMEOUT",
+                file.header_timeout.as_deref(),
+                clocks.header_read,
+            )?,
+            write: settings.duration(
+                "SECKILL_WRITE_TIMEOUT",
+                file.write_timeout.as_deref(),
+                clocks.write,
+            )?,
             ..clocks
         };
         timing.check()?;
@@ -217,6 +237,11 @@ impl Config {
                 "SECKILL_MAX_INFLIGHT",
                 file.max_inflight,
                 DEFAULT_MAX_INFLIGHT,
+            )?,
+            max_connections: settings.positive(
+                "SECKILL_MAX_CONNECTIONS",
+                file.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
             )?,
             redis_connections: settings.positive(
                 "SECKILL_REDIS_CONNECTIONS",
@@ -299,6 +324,9 @@ mod tests {
             ("SECKILL_PUBLISH_WAIT", "soon"),
             ("SECKILL_RELAY_AGE", "1s"),
             ("SECKILL_CONFIRM", "later"),
+            ("SECKILL_MAX_CONNECTIONS", "0"),
+            ("SECKILL_WRITE_TIMEOUT", "0s"),
+            ("SECKILL_HEADER_TIMEOUT", "never"),
         ] {
             let err = Config::from_sources(
                 None,

@@ -1,11 +1,12 @@
 //! HTTP: routing, body limits, and the one mapping from typed outcomes to responses.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -30,21 +31,50 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     response
 }
 
-/// The error shape of the contract: `{"error": "<code>", "detail": "<human text>"}`.
-pub fn refusal(refusal: &Refusal) -> Response<Body> {
+fn error_body(refusal: &Refusal) -> Bytes {
     #[derive(Serialize)]
     struct ErrorBody<'a> {
         error: &'a str,
         detail: &'a str,
     }
     let detail = refusal.detail();
-    let mut response = json(
-        refusal.status(),
-        &ErrorBody {
-            error: refusal.code(),
-            detail: &detail,
-        },
-    );
+    let body = ErrorBody {
+        error: refusal.code(),
+        detail: &detail,
+    };
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec()))
+}
+
+/// The bodies of the refusals a crowd gets by the thousand, serialised once (a clone of
+/// `Bytes` is a reference count).
+static CANNED: LazyLock<Vec<(Refusal, Bytes)>> = LazyLock::new(|| {
+    [
+        Refusal::SoldOut,
+        Refusal::Ended,
+        Refusal::NotStarted,
+        Refusal::ActivityNotFound,
+        Refusal::LimitExceeded,
+        Refusal::RouteNotFound,
+        Refusal::Overloaded,
+        Refusal::Unavailable,
+    ]
+    .into_iter()
+    .map(|r| {
+        let body = error_body(&r);
+        (r, body)
+    })
+    .collect()
+});
+
+/// The error shape of the contract: `{"error": "<code>", "detail": "<human text>"}`.
+pub fn refusal(refusal: &Refusal) -> Response<Body> {
+    let body = CANNED
+        .iter()
+        .find(|(canned, _)| canned == refusal)
+        .map_or_else(|| error_body(refusal), |(_, body)| body.clone());
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = refusal.status();
+    response.headers_mut().insert(CONTENT_TYPE, JSON);
     if let Some(secs) = refusal.retry_after_secs() {
         response
             .headers_mut()
@@ -126,6 +156,47 @@ async fn run_to_the_end(app: Arc<App>, parsed: ParsedAttempt, started: Instant) 
     })
 }
 
+/// `POST /v1/activities/{id}/orders`, phase by phase (see [`attempt`]): what memory can refuse
+/// is refused before the body is read, the token checked or a task spawned.
+async fn buy(
+    app: Arc<App>,
+    id: &str,
+    parts: &Parts,
+    body: Incoming,
+    started: Instant,
+) -> AttemptOutcome {
+    let refused = |r: Refusal| {
+        let outcome = AttemptOutcome::from(r);
+        app.metrics
+            .observe_attempt(outcome.label(), started.elapsed());
+        outcome
+    };
+    let (activity_id, cached) = match attempt::route(&app, id) {
+        Ok(routed) => routed,
+        Err(r) => return refused(r),
+    };
+    let bytes = match read_body(
+        body,
+        parts.headers.get(CONTENT_LENGTH),
+        app.config.timing.body_read,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(r) => return refused(r),
+    };
+    if let Some(activity) = cached.filter(|a| a.is_sold_out()) {
+        if attempt::sold_out_before_auth(&activity, &parts.headers, &bytes) {
+            app.metrics.sold_out_short_circuit();
+            return refused(Refusal::SoldOut);
+        }
+    }
+    match attempt::parse(&app, activity_id, &parts.headers, &bytes) {
+        Ok(parsed) => run_to_the_end(app, parsed, started).await,
+        Err(r) => refused(r),
+    }
+}
+
 /// The hyper service: one request in, one response out.
 pub async fn handle(
     app: Arc<App>,
@@ -143,25 +214,7 @@ pub async fn handle(
         if method != Method::POST {
             return Ok(refusal(&Refusal::MethodNotAllowed));
         }
-        let parsed = match read_body(
-            body,
-            parts.headers.get(CONTENT_LENGTH),
-            app.config.timing.body_read,
-        )
-        .await
-        {
-            Ok(bytes) => attempt::parse(&app, id, &parts.headers, &bytes),
-            Err(r) => Err(r),
-        };
-        let outcome = match parsed {
-            Ok(parsed) => run_to_the_end(app, parsed, started).await,
-            Err(r) => {
-                let outcome = AttemptOutcome::from(r);
-                app.metrics
-                    .observe_attempt(outcome.label(), started.elapsed());
-                outcome
-            }
-        };
+        let outcome = buy(app, id, &parts, body, started).await;
         return Ok(attempt_response(&outcome));
     }
 
@@ -208,7 +261,7 @@ pub async fn handle(
             "healthz",
             json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         ),
-        (&Method::GET, ["readyz"]) => ("readyz", ready(&app).await),
+        (&Method::GET, ["readyz"]) => ("readyz", ready(&app)),
         (&Method::GET, ["metrics"]) => {
             let mut response = Response::new(Full::new(Bytes::from(
                 app.metrics.render(app.ledger.script_reloads()),
@@ -235,16 +288,10 @@ pub async fn handle(
     Ok(response)
 }
 
-/// Readiness: the ledger answers and the last send to the broker went through.
-async fn ready(app: &App) -> Response<Body> {
-    let redis = match tokio::time::timeout(app.config.timing.ready_ping, app.ledger.ping()).await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: redis");
-            "unreachable"
-        }
-        Err(_) => "timeout",
-    };
+/// Readiness: the ledger answered the last background PING ([`crate::ready`]) and the last
+/// send to the broker went through. No I/O: a flood of probes costs Redis nothing.
+fn ready(app: &App) -> Response<Body> {
+    let redis = app.readiness.redis();
     let rocketmq = if app.publisher.broker_healthy() {
         "ok"
     } else {

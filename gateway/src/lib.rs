@@ -14,7 +14,9 @@
 //! - [`deduct`]: the deduct phase, batching concurrent attempts into `deduct.lua` calls.
 //! - [`publish`]: the enqueue phase, batching won orders to RocketMQ; [`relay`]: republishes
 //!   what the broker never confirmed.
-//! - [`http`]: routing and the single outcome → HTTP mapping.
+//! - [`http`]: routing and the single outcome → HTTP mapping; [`conn`]: what one connection
+//!   may hold (the cap on open connections, header and write timeouts, buffer bounds).
+//! - [`ready`]: readiness, probed in the background so `/readyz` costs no I/O.
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`idgen`]: the order-id worker lease.
 //!
@@ -26,6 +28,7 @@ pub mod attempt;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod conn;
 pub mod deduct;
 pub mod http;
 pub mod idgen;
@@ -35,6 +38,7 @@ pub mod outcome;
 pub mod payment;
 pub mod publish;
 pub mod query;
+pub mod ready;
 pub mod relay;
 pub mod timing;
 
@@ -50,7 +54,7 @@ use seckill_ledger::id::IdGenerator;
 use seckill_ledger::{Ledger, LedgerConfig, LedgerError};
 use seckill_messages::{MqError, MqRuntime};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -58,6 +62,7 @@ use crate::deduct::Deducter;
 use crate::limit::Limits;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
+use crate::ready::Readiness;
 
 /// Shared state of one gateway instance.
 pub struct App {
@@ -73,6 +78,7 @@ pub struct App {
     /// Keyed once from the secrets; each request clones the keyed state.
     pub token_key: TokenKey,
     pub signature_key: SignatureKey,
+    pub readiness: Arc<Readiness>,
 }
 
 /// Why the gateway could not start.
@@ -151,6 +157,9 @@ impl Gateway {
             config.deduct_slots,
             metrics.clone(),
         );
+        let catalog = Catalog::start(ledger.clone(), metrics.clone())
+            .await
+            .map_err(ledger_error)?;
         let app = App {
             publisher,
             deducter,
@@ -159,7 +168,8 @@ impl Gateway {
                 config.rate_per_user,
                 config.max_inflight,
             ),
-            catalog: Arc::new(Catalog::new(ledger.clone(), config.timing.missing_ttl)),
+            catalog: Arc::new(catalog),
+            readiness: Arc::default(),
             token_key: TokenKey::new(config.auth_secret.expose()),
             signature_key: SignatureKey::new(config.payment_secret.expose()),
             ids,
@@ -211,13 +221,23 @@ impl Gateway {
                 stop_rx.clone(),
             )),
             tokio::spawn(relay::run(app.clone(), stop_rx.clone())),
+            tokio::spawn(ready::keep_probing(
+                app.readiness.clone(),
+                app.ledger.clone(),
+                app.config.timing.ready_ping,
+                stop_rx.clone(),
+            )),
             tokio::spawn(forget_idle_users(app.clone(), stop_rx)),
         ];
 
         let mut http = hyper::server::conn::http1::Builder::new();
-        // Slow clients must not hold a connection slot forever.
+        // Slow or idle clients must not hold a connection forever, nor one connection much
+        // memory (`conn`).
         http.timer(TokioTimer::new())
-            .header_read_timeout(app.config.timing.header_read);
+            .header_read_timeout(app.config.timing.header_read)
+            .max_buf_size(conn::BUFFER);
+        // One permit per open connection: the cap is checked before hyper sees the stream.
+        let connections = Arc::new(Semaphore::new(app.config.max_connections));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway listening");
@@ -233,14 +253,32 @@ impl Gateway {
                             continue;
                         }
                     };
+                    let Ok(permit) = connections.clone().try_acquire_owned() else {
+                        // Closed at once: refusing must cost less than serving.
+                        app.metrics.connection_refused();
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    let app = app.clone();
-                    let service = service_fn(move |request| http::handle(app.clone(), request));
+                    let metrics = app.metrics.clone();
+                    let service = {
+                        let app = app.clone();
+                        service_fn(move |request| http::handle(app.clone(), request))
+                    };
+                    let stream = conn::Bounded::new(stream, app.config.timing.write);
                     let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                    metrics.connections_add(1);
                     tokio::spawn(async move {
                         if let Err(e) = connection.await {
+                            if e.is_timeout() {
+                                metrics.header_timeout();
+                            } else if conn::is_write_timeout(&e) {
+                                metrics.write_timeout();
+                            }
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
+                        metrics.connections_add(-1);
+                        drop(permit);
                     });
                 }
                 () = &mut shutdown => break,

@@ -1,7 +1,10 @@
 //! Local admission control, no I/O: GCRA token buckets (governor) and the in-flight cap.
 //!
 //! - The global bucket bounds what one instance sends to Redis per second, whatever the crowd.
-//! - The per-user bucket stops one client (or bot) from hogging the global budget.
+//! - The per-user bucket stops one client (or bot) from hogging the global budget; every request
+//!   that reaches Redis with a user's token takes from it (attempts, order reads, cancels).
+//! - The per-order bucket does the same for payment notifications (signed by the provider, not
+//!   by a user).
 //! - The semaphore caps concurrent Redis calls: past it, queueing would only add latency that
 //!   ends in timeouts, so we shed at once with 503 and let the client retry.
 
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
-use seckill_ledger::UserId;
+use seckill_ledger::{OrderId, UserId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::outcome::Refusal;
@@ -19,6 +22,8 @@ use crate::outcome::Refusal;
 pub struct Limits {
     global: DefaultDirectRateLimiter,
     per_user: DefaultKeyedRateLimiter<UserId>,
+    /// Payment notifications per order id, at the per-user rate.
+    per_order: DefaultKeyedRateLimiter<u64>,
     /// Permits = concurrent Redis calls allowed (`SECKILL_MAX_INFLIGHT`).
     inflight: Arc<Semaphore>,
     clock: DefaultClock,
@@ -33,6 +38,7 @@ impl Limits {
         Limits {
             global: RateLimiter::direct(per_second(rate_global)),
             per_user: RateLimiter::keyed(per_second(rate_per_user)),
+            per_order: RateLimiter::keyed(per_second(rate_per_user)),
             inflight: Arc::new(Semaphore::new(max_inflight)),
             clock: DefaultClock::default(),
         }
@@ -41,6 +47,17 @@ impl Limits {
     /// Takes one token from the user's bucket, then from the global one.
     pub fn check_rate(&self, user: &UserId) -> Result<(), Refusal> {
         if let Err(not_until) = self.per_user.check_key(user) {
+            return Err(rate_limited(not_until.wait_time_from(self.clock.now())));
+        }
+        if let Err(not_until) = self.global.check() {
+            return Err(rate_limited(not_until.wait_time_from(self.clock.now())));
+        }
+        Ok(())
+    }
+
+    /// Takes one token from the order's payment bucket, then from the global one.
+    pub fn check_payment(&self, order: OrderId) -> Result<(), Refusal> {
+        if let Err(not_until) = self.per_order.check_key(&order.0) {
             return Err(rate_limited(not_until.wait_time_from(self.clock.now())));
         }
         if let Err(not_until) = self.global.check() {
@@ -61,6 +78,8 @@ impl Limits {
     pub fn forget_idle_users(&self) {
         self.per_user.retain_recent();
         self.per_user.shrink_to_fit();
+        self.per_order.retain_recent();
+        self.per_order.shrink_to_fit();
     }
 }
 

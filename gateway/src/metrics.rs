@@ -71,6 +71,10 @@ pub struct Metrics {
     deduct_attempts: AtomicU64,
     publish_unconfirmed: AtomicU64,
     publish_deferred: AtomicU64,
+    connections_open: AtomicI64,
+    connections_refused: AtomicU64,
+    header_timeouts: AtomicU64,
+    write_timeouts: AtomicU64,
 }
 
 fn attempt_index(label: &str) -> usize {
@@ -122,6 +126,36 @@ impl Metrics {
     /// relay sends it.
     pub fn publish_deferred(&self) {
         self.publish_deferred.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection accepted (`1`) or ended (`-1`).
+    pub fn connections_add(&self, delta: i64) {
+        self.connections_open.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A connection closed at accept: `SECKILL_MAX_CONNECTIONS` were open.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed because its client sent no complete request head in time.
+    pub fn header_timeout(&self) {
+        self.header_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed because its client read nothing for the write timeout.
+    pub fn write_timeout(&self) {
+        self.write_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (open, refused at accept, closed on the header timeout, closed on the write timeout).
+    pub fn connections(&self) -> (i64, u64, u64, u64) {
+        (
+            self.connections_open.load(Ordering::Relaxed),
+            self.connections_refused.load(Ordering::Relaxed),
+            self.header_timeouts.load(Ordering::Relaxed),
+            self.write_timeouts.load(Ordering::Relaxed),
+        )
     }
 
     pub fn redis_calls(&self) -> u64 {
@@ -193,7 +227,10 @@ impl Metrics {
              # HELP seckill_deduct_attempts_total Attempts carried by those calls.\n# TYPE seckill_deduct_attempts_total counter\nseckill_deduct_attempts_total {}\n\
              # HELP seckill_script_reloads_total NOSCRIPT recoveries.\n# TYPE seckill_script_reloads_total counter\nseckill_script_reloads_total {}\n\
              # HELP seckill_publish_unconfirmed_total Won orders the broker did not confirm in time (left to the relay).\n# TYPE seckill_publish_unconfirmed_total counter\nseckill_publish_unconfirmed_total {}\n\
-             # HELP seckill_publish_deferred_total Won orders answered at the ledger's commit that found the publish queue full (left to the relay).\n# TYPE seckill_publish_deferred_total counter\nseckill_publish_deferred_total {}\n",
+             # HELP seckill_publish_deferred_total Won orders answered at the ledger's commit that found the publish queue full (left to the relay).\n# TYPE seckill_publish_deferred_total counter\nseckill_publish_deferred_total {}\n\
+             # HELP seckill_connections_open Client connections open now.\n# TYPE seckill_connections_open gauge\nseckill_connections_open {}\n\
+             # HELP seckill_connections_refused_total Connections closed at accept (SECKILL_MAX_CONNECTIONS open).\n# TYPE seckill_connections_refused_total counter\nseckill_connections_refused_total {}\n\
+             # HELP seckill_connections_timed_out_total Connections closed by a timeout, by which.\n# TYPE seckill_connections_timed_out_total counter\nseckill_connections_timed_out_total{{timeout=\"header\"}} {}\nseckill_connections_timed_out_total{{timeout=\"write\"}} {}\n",
             self.inflight.load(Ordering::Relaxed),
             self.sold_out_short_circuits.load(Ordering::Relaxed),
             self.redis_calls.load(Ordering::Relaxed),
@@ -202,6 +239,10 @@ impl Metrics {
             script_reloads,
             self.publish_unconfirmed.load(Ordering::Relaxed),
             self.publish_deferred.load(Ordering::Relaxed),
+            self.connections_open.load(Ordering::Relaxed),
+            self.connections_refused.load(Ordering::Relaxed),
+            self.header_timeouts.load(Ordering::Relaxed),
+            self.write_timeouts.load(Ordering::Relaxed),
         );
         out
     }

@@ -2,7 +2,8 @@
 //! writer (the gateway never touches PostgreSQL).
 //!
 //! - `POST /v1/payments/notify`: the payment provider's notification. The signature is checked
-//!   over the raw body first (nothing else happens for a bad one), then the order and amount
+//!   over the raw body first (nothing else happens for a bad one), then the per-order rate
+//!   bucket, then the order and amount
 //!   against the ledger; an accepted notification is noted in the ledger (the first per order:
 //!   the payment timeout applies it rather than cancel the order) and travels on
 //!   `seckill_payment` to the writer, which records it once per payment id. A repeat is accepted
@@ -76,6 +77,10 @@ pub async fn notify(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Accep
         ));
     }
     let order_id = OrderId::parse(&notice.order_id).map_err(|_| Refusal::OrderNotFound)?;
+    // Each costs Redis calls and a broker message: a provider retrying one order in a loop (or
+    // a leaked secret) is bounded per order, and by the instance's global bucket.
+    app.limits.check_payment(order_id)?;
+    app.metrics.redis_call();
     let order = app
         .ledger
         .order(order_id)
@@ -129,10 +134,9 @@ pub async fn cancel(
     headers: &HeaderMap,
     order_id: &str,
 ) -> Result<(bool, Cancelling), Refusal> {
-    // A cancel costs a broker message: rate-limited per user like an attempt.
-    let user = crate::auth::authenticate(headers, &app.token_key, seckill_service::now_unix())?;
-    app.limits.check_rate(&user)?;
-    let order = crate::query::order_of(app, &user, order_id).await?;
+    // A cancel costs Redis calls and a broker message: rate-limited per user like an attempt
+    // (`owned_order` takes the token).
+    let order = crate::query::owned_order(app, headers, order_id).await?;
     let order_id = order.order_id;
     match order.status {
         OrderStatus::Cancelled => Ok((

@@ -38,20 +38,17 @@ pub struct OrderView {
 
 pub async fn activity(app: &App, id: &str) -> Result<ActivityView, Refusal> {
     let id = ActivityId::parse(id).map_err(|_| Refusal::ActivityNotFound)?;
-    let activity = match app.catalog.cached(&id) {
-        Some(activity) => activity,
-        None if app.catalog.known_missing(&id) => return Err(Refusal::ActivityNotFound),
-        None => app
-            .catalog
-            .load(&id)
-            .await
-            .map_err(|e| ledger_refusal(&e, "loading activity"))?
-            .ok_or(Refusal::ActivityNotFound)?,
-    };
+    let activity = app
+        .catalog
+        .find(&id)
+        .await
+        .map_err(|e| ledger_refusal(&e, "loading activity"))?
+        .ok_or(Refusal::ActivityNotFound)?;
     // After sell-out the flag answers; otherwise one GET for the live figure.
     let stock_left = if activity.is_sold_out() {
         0
     } else {
+        app.metrics.redis_call();
         app.ledger
             .stock_left(&activity.keys)
             .await
@@ -79,12 +76,14 @@ pub async fn owned_order(
     order_id: &str,
 ) -> Result<OrderRecord, Refusal> {
     let user = auth::authenticate(headers, &app.token_key, now_unix())?;
+    app.limits.check_rate(&user)?;
     order_of(app, &user, order_id).await
 }
 
 /// The order `order_id` if `user` owns it (404 otherwise, as for a missing one).
 pub async fn order_of(app: &App, user: &UserId, order_id: &str) -> Result<OrderRecord, Refusal> {
     let order_id = OrderId::parse(order_id).map_err(|_| Refusal::OrderNotFound)?;
+    app.metrics.redis_call();
     app.ledger
         .order(order_id)
         .await

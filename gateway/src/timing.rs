@@ -1,6 +1,7 @@
 //! Every duration the gateway runs by, in one place, with the relations between them checked at
-//! start (`docs/ARCHITECTURE.md`, "Timing"). Three can be set (`SECKILL_PUBLISH_WAIT`,
-//! `SECKILL_SEND_TIMEOUT`, `SECKILL_RELAY_AGE`); the rest are fixed here.
+//! start (`docs/ARCHITECTURE.md`, "Timing"). Five can be set (`SECKILL_PUBLISH_WAIT`,
+//! `SECKILL_SEND_TIMEOUT`, `SECKILL_RELAY_AGE`, `SECKILL_HEADER_TIMEOUT`,
+//! `SECKILL_WRITE_TIMEOUT`); the rest are fixed here.
 
 use std::time::Duration;
 
@@ -25,17 +26,18 @@ pub struct Timing {
     pub relay_full_sweep: Duration,
     /// How often every cached activity is reloaded (covers lost pub/sub messages).
     pub catalog_refresh: Duration,
-    /// How long "no such activity" is remembered, so a flood of bad ids does not reach Redis.
-    pub missing_ttl: Duration,
     /// The id-generator worker lease; renewed every third of it.
     pub worker_lease: Duration,
     /// Upper bound on one Redis command's round trip; past it the caller gets a retryable error.
     pub redis_reply: Duration,
-    /// How long `/readyz` waits for Redis's PING.
+    /// How often readiness PINGs Redis in the background (each PING bounded by it too).
     pub ready_ping: Duration,
-    /// A client must send its headers within this, and its body within `body_read`.
+    /// A client must send a request's head within this once the connection waits for one (so
+    /// it is also the idle keep-alive timeout: `crate::conn`), and its body within `body_read`.
     pub header_read: Duration,
     pub body_read: Duration,
+    /// A response write making no progress for this long closes the connection.
+    pub write: Duration,
     /// How long in-flight requests get to finish after a shutdown signal.
     pub drain: Duration,
     /// How often per-user rate limiters of users gone quiet are dropped.
@@ -54,12 +56,12 @@ impl Default for Timing {
             relay_tick: Duration::from_secs(1),
             relay_full_sweep: Duration::from_secs(30),
             catalog_refresh: Duration::from_secs(2),
-            missing_ttl: Duration::from_secs(1),
             worker_lease: Duration::from_secs(30),
             redis_reply: Duration::from_secs(2),
             ready_ping: Duration::from_secs(1),
             header_read: Duration::from_secs(10),
             body_read: Duration::from_secs(10),
+            write: Duration::from_secs(10),
             drain: Duration::from_secs(10),
             forget_idle_users: Duration::from_secs(60),
             mq_shutdown: Duration::from_secs(5),
@@ -87,6 +89,8 @@ impl Timing {
         for (name, value) in [
             ("SECKILL_PUBLISH_WAIT", self.publish_wait),
             ("SECKILL_SEND_TIMEOUT", self.send_timeout),
+            ("SECKILL_HEADER_TIMEOUT", self.header_read),
+            ("SECKILL_WRITE_TIMEOUT", self.write),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::new(format!("{name} must be positive")));

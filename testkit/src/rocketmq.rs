@@ -7,6 +7,12 @@ use std::time::Duration;
 
 use crate::ports::Ports;
 
+/// A test broker's commit-log file. The broker refuses to start (exit 70) unless the disk has
+/// room for one (the default is 1 GiB), and many tests run a broker at once.
+const COMMIT_LOG_FILE: u64 = 64 << 20;
+/// A consume-queue file: 30,000 entries of 20 bytes (default 300,000, per queue of every topic).
+const CONSUME_QUEUE_FILE: u64 = 600_000;
+
 /// Up to this long for a server's port to open or close.
 const PORT_WAIT: Duration = Duration::from_secs(30);
 
@@ -16,17 +22,35 @@ async fn port_open(port: u16) -> bool {
         .is_ok()
 }
 
-/// Waits until `port` answers (or, with `up` false, no longer does), while `child` lives.
-async fn wait_port(port: u16, up: bool, child: Option<&mut Child>) {
+/// A server's output, to a file in its home (shown if it dies at start).
+fn log_to(path: &std::path::Path) -> (Stdio, Stdio) {
+    let file = std::fs::File::create(path).unwrap();
+    (Stdio::from(file.try_clone().unwrap()), Stdio::from(file))
+}
+
+/// The last lines of a server's log.
+fn tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Waits until `port` answers (or, with `up` false, no longer does), while `child` (whose output
+/// goes to `log`) lives.
+async fn wait_port(port: u16, up: bool, child: Option<(&mut Child, &std::path::Path)>) {
     let mut child = child;
     let deadline = tokio::time::Instant::now() + PORT_WAIT;
     while tokio::time::Instant::now() < deadline {
         if port_open(port).await == up {
             return;
         }
-        if let Some(child) = child.as_deref_mut() {
+        if let Some((child, log)) = child.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("the server for port {port} exited early: {status}");
+                panic!(
+                    "the server for port {port} exited early: {status}; its log ({}) ends:\n{}",
+                    log.display(),
+                    tail(log)
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -56,6 +80,8 @@ impl PrivateRocketMq {
         let ports = Ports::reserve(5);
         let namesrv_port = ports.port(0);
         let broker_port = ports.port(3);
+        let namesrv_log = home.join("namesrv.log");
+        let (stdout, stderr) = log_to(&namesrv_log);
         let mut namesrv_child = Command::new("rocketmq-namesrv-rust")
             .args([
                 "--bindAddress",
@@ -64,11 +90,11 @@ impl PrivateRocketMq {
                 &namesrv_port.to_string(),
             ])
             .env("ROCKETMQ_HOME", &home)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("rocketmq-namesrv-rust must be installed (scripts/services.sh rocketmq)");
-        wait_port(namesrv_port, true, Some(&mut namesrv_child)).await;
+        wait_port(namesrv_port, true, Some((&mut namesrv_child, &namesrv_log))).await;
         let store = home.join("store");
         std::fs::write(
             home.join("broker.toml"),
@@ -79,10 +105,13 @@ impl PrivateRocketMq {
                  [broker.brokerIdentity]\nbrokerName = \"{name}\"\nbrokerClusterName = \"TestCluster\"\nbrokerId = 0\n\n\
                  [store]\nhaListenAddress = \"127.0.0.1\"\nhaListenPort = {ha}\nstorePathRootDir = \"{store}\"\n\
                  maxTransferCountOnMessageInMemory = 1024\nmaxTransferBytesOnMessageInMemory = 1048576\n\
-                 maxTransferCountOnMessageInDisk = 1024\nmaxTransferBytesOnMessageInDisk = 1048576\n",
+                 maxTransferCountOnMessageInDisk = 1024\nmaxTransferBytesOnMessageInDisk = 1048576\n\
+                 mappedFileSizeCommitLog = {commit_log_file}\nmappedFileSizeConsumeQueue = {queue_file}\n",
                 store = store.display(),
                 name = crate::unique("broker"),
                 ha = broker_port + 1,
+                commit_log_file = COMMIT_LOG_FILE,
+                queue_file = CONSUME_QUEUE_FILE,
             ),
         )
         .unwrap();
@@ -99,15 +128,17 @@ impl PrivateRocketMq {
     }
 
     pub async fn start_broker(&mut self) {
+        let log = self.home.join("broker.log");
+        let (stdout, stderr) = log_to(&log);
         let mut child = Command::new("rocketmq-broker-rust")
             .arg("-c")
             .arg(self.home.join("broker.toml"))
             .env("ROCKETMQ_HOME", &self.home)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("rocketmq-broker-rust must be installed (scripts/services.sh rocketmq)");
-        wait_port(self.broker_port, true, Some(&mut child)).await;
+        wait_port(self.broker_port, true, Some((&mut child, &log))).await;
         self.broker_child = Some(child);
     }
 
