@@ -29,6 +29,8 @@ if ! command -v oha >/dev/null; then
 fi
 
 scripts/services.sh redis postgres rocketmq
+# The crowd scenario opens thousands of connections: as many descriptors as allowed.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # SKIP_BUILD=1 reuses the last release build.
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked \
   -p seckill-gateway -p seckill-order-writer -p seckill-ctl -p seckill-bench

@@ -7,6 +7,7 @@
 pub mod ceiling;
 pub mod checks;
 pub mod cpu;
+pub mod crowd;
 pub mod machine;
 pub mod plot;
 pub mod report;

@@ -129,7 +129,37 @@ pub struct ScenarioReport {
     /// Cores used during the wrk run, by process group ("other": wrk itself, the kernel, …).
     pub cpu_cores: BTreeMap<String, f64>,
     pub timeline: Vec<Sample>,
+    /// `crowd` only: what the hostile crowd did and cost.
+    pub crowd: Option<CrowdReport>,
     pub verdict: Verdict,
+}
+
+/// The hostile crowd of the `crowd` scenario, as the gateway bore it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrowdReport {
+    pub never_reading: usize,
+    pub slowloris: usize,
+    pub flood_per_second: u64,
+    /// Client connections the gateway held once the crowd was in, and while the buyers bought.
+    pub connections_open: i64,
+    pub connections_open_during_sale: i64,
+    /// Crowd connections opened in all (again after the gateway closed one) and closed by it.
+    pub connects: u64,
+    pub dropped: u64,
+    /// The crowd alone, before the buyers came: flood requests answered and the Redis calls the
+    /// gateway made meanwhile (all of them the crowd's).
+    pub alone_s: f64,
+    pub flood_requests_alone: u64,
+    pub redis_calls_alone: u64,
+    pub flood_requests: u64,
+    pub flood_failed: u64,
+    /// The honest buyers' answers (wrk, 64 connections), p99.
+    pub honest_p99_ms: f64,
+    /// The gateway's peak resident set during the crowd (VmHWM, reset when it arrived).
+    pub gateway_peak_rss_mib: f64,
+    /// Connections open once the crowd left, and whether the gateway then served normally.
+    pub connections_after: i64,
+    pub served_after: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -274,6 +304,34 @@ impl Report {
                 } else {
                     format!("**FAILED: {}**", failed.join(", "))
                 }
+            );
+        }
+        for s in &self.scenarios {
+            let Some(c) = &s.crowd else { continue };
+            let _ = writeln!(
+                md,
+                "\nThe crowd of `{}`: {} never-reading and {} slowloris connections and a flood of {}/s \
+                 (made-up ids, forged tokens), opened again whenever the gateway closed one.\n\n\
+                 | connections held (crowd in / during the sale / after) | crowd connects / closed by the gateway | \
+                 crowd alone: flood requests, Redis calls | flood answered / failed | honest p99 | gateway peak RSS |\n\
+                 |---:|---:|---:|---:|---:|---:|\n\
+                 | {} / {} / {} | {} / {} | {} in {:.1} s, {} | {} / {} | {} | {:.1} MiB |",
+                s.name,
+                c.never_reading,
+                c.slowloris,
+                thousands(c.flood_per_second as f64),
+                c.connections_open,
+                c.connections_open_during_sale,
+                c.connections_after,
+                thousands(c.connects as f64),
+                thousands(c.dropped as f64),
+                thousands(c.flood_requests_alone as f64),
+                c.alone_s,
+                c.redis_calls_alone,
+                thousands((c.flood_requests - c.flood_failed) as f64),
+                thousands(c.flood_failed as f64),
+                ms(c.honest_p99_ms),
+                c.gateway_peak_rss_mib
             );
         }
         md.push_str(

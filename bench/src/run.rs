@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -22,12 +23,14 @@ use tokio::sync::oneshot;
 use crate::ceiling::{redis_ceiling, CEILING_BATCH};
 use crate::checks::{check_sale, Check, Sources, Told};
 use crate::cpu::{busy_share, CpuTimes};
+use crate::crowd::{self, Crowd, Shape};
 use crate::machine::machine;
 use crate::report::{
-    thousands, Ceilings, Drain, OutcomeLatency, Persistence, Report, Sample, ScenarioReport,
+    thousands, Ceilings, CrowdReport, Drain, OutcomeLatency, Persistence, Report, Sample,
+    ScenarioReport,
 };
 use crate::scrape::{http_get, scrape, Scrape};
-use crate::tools::{Oha, Wrk};
+use crate::tools::{Load, Oha, Wrk};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -45,15 +48,19 @@ pub enum Scenario {
     HotEverysec,
     /// `hot` with the stack's Redis switched to `appendfsync always` for the scenario.
     HotAlways,
+    /// `sale` while a hostile crowd (never-reading and slowloris connections, a flood of made-up
+    /// ids and forged tokens) hits the same gateway.
+    Crowd,
 }
 
 impl Scenario {
     /// What `--scenario` defaults to (`drain` runs only when asked: it takes a minute more).
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Soldout,
         Scenario::Repeat,
         Scenario::Sale,
         Scenario::Hot,
+        Scenario::Crowd,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +72,7 @@ impl Scenario {
             Scenario::Drain => "drain",
             Scenario::HotEverysec => "hot-everysec",
             Scenario::HotAlways => "hot-always",
+            Scenario::Crowd => "crowd",
         }
     }
 
@@ -79,13 +87,17 @@ impl Scenario {
             }
             Scenario::HotEverysec => "`hot` with Redis fsyncing its AOF once a second",
             Scenario::HotAlways => "`hot` with Redis fsyncing its AOF before every reply",
+            Scenario::Crowd => {
+                "`sale` while 6,000 hostile connections and a flood of made-up ids and forged \
+                 tokens hit the same gateway"
+            }
         }
     }
 
     /// (users, stock, per-user limit)
     fn shape(self) -> (u64, i64, u32) {
         match self {
-            Scenario::Sale => (200_000, 10_000, 1),
+            Scenario::Sale | Scenario::Crowd => (200_000, 10_000, 1),
             Scenario::Hot => (200_000, 100_000_000, 1),
             Scenario::Soldout => (200_000, 0, 1),
             Scenario::Repeat => (1_000, 1_000_000, 1),
@@ -336,7 +348,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         threads: opts.threads,
         connections: opts.connections,
         duration: opts.duration,
-        script: &opts.wrk_scripts.join("report.lua"),
+        script: &opts.wrk_scripts.join("healthz.lua"),
         url: &format!("http://{addr}/healthz"),
         script_args: Vec::new(),
     }
@@ -392,6 +404,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             &ceilings,
             *scenario,
             id,
+            gateway.child.id(),
         )
         .await
         .with_context(|| format!("scenario {}", scenario.name()));
@@ -584,6 +597,7 @@ async fn run_scenario(
     ceilings: &Ceilings,
     scenario: Scenario,
     id: &ActivityId,
+    gateway_pid: u32,
 ) -> anyhow::Result<ScenarioReport> {
     let name = scenario.name();
     let (default_users, stock, limit) = scenario.shape();
@@ -661,6 +675,12 @@ async fn run_scenario(
         opts.duration
     };
 
+    // `crowd`: the crowd comes first and stays while the buyers buy.
+    let crowd = if scenario == Scenario::Crowd {
+        Some(crowd_arrives(addr, id, gateway_pid, duration).await?)
+    } else {
+        None
+    };
     let before = scrape(addr).await?;
     let (stop, stopped) = oneshot::channel();
     let sampler = tokio::spawn(sample(addr.to_owned(), name, before.clone(), stopped));
@@ -687,7 +707,11 @@ async fn run_scenario(
         wrk.latency_ms.p99,
         wrk.statuses
     ));
-    let oha = if opts.oha_duration.is_zero() || draining {
+    let crowd = match crowd {
+        Some(arrived) => Some(crowd_leaves(addr, id, gateway_pid, arrived, &wrk).await?),
+        None => None,
+    };
+    let oha = if opts.oha_duration.is_zero() || draining || crowd.is_some() {
         None
     } else {
         let oha = Oha {
@@ -745,6 +769,9 @@ async fn run_scenario(
             ),
         ),
     );
+    if let Some(crowd) = &crowd {
+        verdict.checks.extend(crowd_checks(crowd));
+    }
     verdict.print();
 
     let outcomes = window
@@ -787,8 +814,187 @@ async fn run_scenario(
         persistence,
         cpu_cores,
         timeline,
+        crowd,
         verdict,
     })
+}
+
+/// The crowd of the `crowd` scenario: 6,000 hostile connections plus a flood of 4,000
+/// requests/s (16 connections × 250/s).
+const CROWD: Shape = Shape {
+    never_reading: 3_000,
+    slowloris: 3_000,
+    flood_connections: 16,
+    flood_rate_per_connection: 250,
+};
+/// How long the crowd is alone with the gateway before the buyers come (its Redis calls).
+const CROWD_ALONE: Duration = Duration::from_secs(5);
+
+struct Arrived {
+    crowd: Crowd,
+    connections_open: i64,
+    alone_s: f64,
+    flood_requests_alone: u64,
+    redis_calls_alone: u64,
+}
+
+fn flood_total(counts: &crowd::Counts) -> u64 {
+    counts.flood_answered.load(Ordering::Relaxed) + counts.flood_failed.load(Ordering::Relaxed)
+}
+
+async fn crowd_arrives(
+    addr: &str,
+    id: &ActivityId,
+    gateway_pid: u32,
+    duration: Duration,
+) -> anyhow::Result<Arrived> {
+    if let Err(e) = crowd::reset_peak_rss(gateway_pid) {
+        say(&format!("  (could not reset the gateway's peak RSS: {e})"));
+    }
+    let hostile = (CROWD.never_reading + CROWD.slowloris) as i64;
+    // Bounded whatever happens: the sale, the wait for the connections, some slack.
+    let crowd = Crowd::arrive(
+        addr,
+        id.as_str(),
+        CROWD,
+        duration + Duration::from_secs(180),
+    );
+    say(&format!(
+        "  crowd: {} never-reading and {} slowloris connections, a flood of {}/s (made-up ids, \
+         forged tokens)",
+        CROWD.never_reading,
+        CROWD.slowloris,
+        CROWD.flood_connections as u32 * CROWD.flood_rate_per_connection
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut open = 0;
+    while Instant::now() < deadline {
+        open = scrape(addr).await?.connections_open;
+        if open >= hostile {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    say(&format!("  crowd in: the gateway holds {open} connections"));
+    let before = scrape(addr).await?;
+    let flood_before = flood_total(&crowd.counts);
+    let alone = Instant::now();
+    tokio::time::sleep(CROWD_ALONE).await;
+    let after = scrape(addr).await?;
+    let arrived = Arrived {
+        connections_open: open.max(after.connections_open),
+        alone_s: alone.elapsed().as_secs_f64(),
+        flood_requests_alone: flood_total(&crowd.counts) - flood_before,
+        redis_calls_alone: after.redis_calls.saturating_sub(before.redis_calls),
+        crowd,
+    };
+    say(&format!(
+        "  crowd alone for {:.1} s: {} flood requests, {} Redis calls",
+        arrived.alone_s, arrived.flood_requests_alone, arrived.redis_calls_alone
+    ));
+    Ok(arrived)
+}
+
+async fn crowd_leaves(
+    addr: &str,
+    id: &ActivityId,
+    gateway_pid: u32,
+    arrived: Arrived,
+    honest: &Load,
+) -> anyhow::Result<CrowdReport> {
+    let during = scrape(addr).await?.connections_open;
+    let peak_rss = crowd::rss(gateway_pid).map_or(0, |(_, peak)| peak);
+    let counts = arrived.crowd.counts.clone();
+    arrived.crowd.leave().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = during;
+    while Instant::now() < deadline {
+        after = scrape(addr).await?.connections_open;
+        if after <= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let served_after = http_get(addr, "/healthz").await.is_ok()
+        && http_get(addr, &format!("/v1/activities/{id}"))
+            .await
+            .is_ok();
+    let report = CrowdReport {
+        never_reading: CROWD.never_reading,
+        slowloris: CROWD.slowloris,
+        flood_per_second: u64::from(CROWD.flood_rate_per_connection)
+            * CROWD.flood_connections as u64,
+        connections_open: arrived.connections_open,
+        connections_open_during_sale: during,
+        connects: counts.connects.load(Ordering::Relaxed),
+        dropped: counts.dropped.load(Ordering::Relaxed),
+        alone_s: arrived.alone_s,
+        flood_requests_alone: arrived.flood_requests_alone,
+        redis_calls_alone: arrived.redis_calls_alone,
+        flood_requests: flood_total(&counts),
+        flood_failed: counts.flood_failed.load(Ordering::Relaxed),
+        honest_p99_ms: honest.latency_ms.p99,
+        gateway_peak_rss_mib: peak_rss as f64 / (1024.0 * 1024.0),
+        connections_after: after,
+        served_after,
+    };
+    say(&format!(
+        "  crowd left: peak RSS {:.1} MiB, {} connections during the sale, {} after; honest p99 \
+         {:.2} ms",
+        report.gateway_peak_rss_mib,
+        report.connections_open_during_sale,
+        report.connections_after,
+        report.honest_p99_ms
+    ));
+    Ok(report)
+}
+
+/// The crowd scenario's own bars (issue 11): the sale's checks apply as for `sale`.
+fn crowd_checks(crowd: &CrowdReport) -> Vec<Check> {
+    let hostile = (crowd.never_reading + crowd.slowloris) as i64;
+    vec![
+        Check::new(
+            "crowd_held",
+            crowd.connections_open >= hostile,
+            format!(
+                "{} connections open with the crowd in ({hostile} hostile)",
+                crowd.connections_open
+            ),
+        ),
+        Check::new(
+            "crowd_honest_p99",
+            crowd.honest_p99_ms < 50.0,
+            format!(
+                "honest buyers' p99 {:.2} ms (bar: < 50 ms)",
+                crowd.honest_p99_ms
+            ),
+        ),
+        Check::new(
+            "crowd_rss",
+            crowd.gateway_peak_rss_mib < 128.0,
+            format!(
+                "gateway peak RSS {:.1} MiB (bar: < 128 MiB)",
+                crowd.gateway_peak_rss_mib
+            ),
+        ),
+        Check::new(
+            "crowd_redis_calls",
+            crowd.flood_requests_alone > 0
+                && crowd.redis_calls_alone * 100 < crowd.flood_requests_alone,
+            format!(
+                "{} Redis calls for {} flood requests (bar: < 1 per 100)",
+                crowd.redis_calls_alone, crowd.flood_requests_alone
+            ),
+        ),
+        Check::new(
+            "crowd_served_after",
+            crowd.served_after && crowd.connections_after <= 2,
+            format!(
+                "{} connections left once the crowd went; /healthz and the activity answered: {}",
+                crowd.connections_after, crowd.served_after
+            ),
+        ),
+    ]
 }
 
 /// Reads the metrics every second until told to stop; prints progress.

@@ -21,6 +21,8 @@ pub struct Scrape {
     pub deduct_calls: u64,
     pub deduct_attempts: u64,
     pub inflight: i64,
+    /// Client connections open at the reading (a gauge).
+    pub connections_open: i64,
 }
 
 impl Scrape {
@@ -56,6 +58,8 @@ impl Scrape {
                 scrape.deduct_attempts = value.parse()?;
             } else if series == "seckill_inflight_requests" {
                 scrape.inflight = value.parse()?;
+            } else if series == "seckill_connections_open" {
+                scrape.connections_open = value.parse()?;
             }
         }
         if scrape.attempts.is_empty() {
@@ -91,6 +95,7 @@ impl Scrape {
             deduct_calls: self.deduct_calls.saturating_sub(earlier.deduct_calls),
             deduct_attempts: self.deduct_attempts.saturating_sub(earlier.deduct_attempts),
             inflight: self.inflight,
+            connections_open: self.connections_open,
         }
     }
 
@@ -202,7 +207,18 @@ pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
 }
 
 pub async fn scrape(addr: &str) -> anyhow::Result<Scrape> {
-    Scrape::parse(&http_get(addr, "/metrics").await?)
+    // A reading may meet a full accept queue (the crowd scenario): three tries.
+    let mut tries = 0;
+    loop {
+        match http_get(addr, "/metrics").await {
+            Ok(text) => return Scrape::parse(&text),
+            Err(_) if tries < 2 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

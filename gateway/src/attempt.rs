@@ -2,7 +2,7 @@
 //! (`docs/ARCHITECTURE.md`, "The request path"). The cheapest refusal comes first: a crowd of
 //! losers must cost almost nothing.
 //!
-//! 1. Route, from memory ([`route`]): an unknown activity, one not started or ended, is refused
+//! 1. Route ([`route`]): an unknown activity, one not started or ended, is refused from memory
 //!    before the body is read, the token checked or a task spawned. After sell-out a buyer who
 //!    holds nothing is refused here too ([`sold_out_before_auth`]): that answer is the same
 //!    whoever the caller is.
@@ -58,21 +58,20 @@ pub struct ParsedAttempt {
     pub channel: String,
 }
 
-/// Phase 1: the activity in the path and, if cached, its state, from memory. `None`: not
-/// cached yet (phase 3 loads it).
-pub fn route(app: &App, id: &str) -> Result<(ActivityId, Option<Arc<Activity>>), Refusal> {
+/// Phase 1: the activity in the path and its window, before the token is looked at. From
+/// memory for every activity this instance knows and every id that does not exist
+/// ([`crate::catalog::Catalog::find`]); one load the first time a real activity is asked for.
+pub async fn route(app: &App, id: &str) -> Result<(ActivityId, Arc<Activity>), Refusal> {
     // An id that could never have been created cannot exist.
     let id = ActivityId::parse(id).map_err(|_| Refusal::ActivityNotFound)?;
-    match app.catalog.cached(&id) {
-        Some(activity) => {
-            check_window(&activity, now_ms())?;
-            Ok((id, Some(activity)))
-        }
-        None if !app.catalog.may_exist(&id) && !app.catalog.miss_reread_due() => {
-            Err(Refusal::ActivityNotFound)
-        }
-        None => Ok((id, None)),
-    }
+    let activity = app
+        .catalog
+        .find(&id)
+        .await
+        .map_err(|e| ledger_refusal(&e, "loading activity"))?
+        .ok_or(Refusal::ActivityNotFound)?;
+    check_window(&activity, now_ms())?;
+    Ok((id, activity))
 }
 
 /// Phase 1 on a sold-out activity: true if the deduct would answer this attempt `sold_out`

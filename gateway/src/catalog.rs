@@ -156,13 +156,6 @@ impl Catalog {
         self.load(id).await
     }
 
-    /// True if a miss may re-read the id set now (without claiming the re-read).
-    pub fn miss_reread_due(&self) -> bool {
-        self.last_miss_reread
-            .try_lock()
-            .is_ok_and(|last| last.is_none_or(|at| at.elapsed() >= MISS_REREAD))
-    }
-
     /// True for the one miss per [`MISS_REREAD`] that may re-read the id set.
     fn take_miss_reread(&self) -> bool {
         let Ok(mut last) = self.last_miss_reread.try_lock() else {

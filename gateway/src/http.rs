@@ -171,7 +171,7 @@ async fn buy(
             .observe_attempt(outcome.label(), started.elapsed());
         outcome
     };
-    let (activity_id, cached) = match attempt::route(&app, id) {
+    let (activity_id, activity) = match attempt::route(&app, id).await {
         Ok(routed) => routed,
         Err(r) => return refused(r),
     };
@@ -185,11 +185,9 @@ async fn buy(
         Ok(bytes) => bytes,
         Err(r) => return refused(r),
     };
-    if let Some(activity) = cached.filter(|a| a.is_sold_out()) {
-        if attempt::sold_out_before_auth(&activity, &parts.headers, &bytes) {
-            app.metrics.sold_out_short_circuit();
-            return refused(Refusal::SoldOut);
-        }
+    if activity.is_sold_out() && attempt::sold_out_before_auth(&activity, &parts.headers, &bytes) {
+        app.metrics.sold_out_short_circuit();
+        return refused(Refusal::SoldOut);
     }
     match attempt::parse(&app, activity_id, &parts.headers, &bytes) {
         Ok(parsed) => run_to_the_end(app, parsed, started).await,

@@ -97,6 +97,22 @@ pub enum StartError {
     },
 }
 
+/// Connections the kernel queues before the accept loop takes them. A crowd arrives all at
+/// once; tokio's default (1,024) makes the kernel drop the rest of a burst (capped by
+/// `net.core.somaxconn`).
+const ACCEPT_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// A gateway bound to its listener, ready to serve.
 pub struct Gateway {
     app: Arc<App>,
@@ -108,13 +124,10 @@ pub struct Gateway {
 impl Gateway {
     /// Connects to Redis, preloads the scripts, leases an id worker and binds `config.listen`.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = listen(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         Self::bind(config, listener).await
     }
 
