@@ -100,10 +100,10 @@ impl Crowd {
         }
     }
 
-    /// Tells every connection to close, and waits until they have.
+    /// Every connection closes at once (its task is stopped, its socket dropped).
     pub async fn leave(mut self) {
         let _ = self.leave.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        self.tasks.shutdown().await;
     }
 }
 
@@ -117,9 +117,16 @@ async fn after(delay: Duration, task: impl std::future::Future<Output = ()>) {
 
 async fn connect(addr: std::net::SocketAddr, counts: &Counts) -> Option<TcpStream> {
     let socket = TcpSocket::new_v4().ok()?;
-    // A small window: the gateway's writes stall after a few answers.
+    // A small window: the gateway's writes stall after a few answers. A small send buffer too:
+    // an attacker elsewhere costs this kernel nothing for its own buffers; here, on the same
+    // machine, thousands of full 4 MiB send buffers would exhaust the kernel's TCP memory.
     let _ = socket.set_recv_buffer_size(4096);
-    let stream = socket.connect(addr).await.ok()?;
+    let _ = socket.set_send_buffer_size(16 * 1024);
+    // A SYN the gateway's full accept queue dropped is retried for minutes: give up sooner.
+    let stream = tokio::time::timeout(Duration::from_secs(3), socket.connect(addr))
+        .await
+        .ok()?
+        .ok()?;
     counts.connects.fetch_add(1, Ordering::Relaxed);
     Some(stream)
 }

@@ -8,9 +8,13 @@
 //!   trickling bytes.
 //! - A write timeout (`SECKILL_WRITE_TIMEOUT`, [`Bounded`]): a response write that makes no
 //!   progress for that long fails the connection, so a client that never reads cannot pin it.
+//!   Each connection's is spread between 1 and 1.5 times the setting ([`spread`]): a crowd that
+//!   arrived together would otherwise be cut together and come back together, a burst of work
+//!   that is the honest buyers' latency.
 //! - A per-connection buffer bound ([`BUFFER`]): hyper serves pipelined requests one after the
 //!   other and stops reading while its buffers are full, so what a connection queues — unread
-//!   requests, unsent responses — stays within it whatever the client sends.
+//!   requests, unsent responses — stays within it whatever the client sends. The kernel's own
+//!   buffers are bounded too ([`SOCKET_BUFFER`], [`bound_socket`]).
 
 use std::future::Future;
 use std::io;
@@ -25,6 +29,32 @@ use tokio::time::Sleep;
 /// with thousands of clients that never read, that would be the gateway's memory). A request
 /// head must fit (past it: 431); bodies (at most 4 KiB) stream through.
 pub const BUFFER: usize = 8 * 1024;
+
+/// The kernel's send and receive buffers of an accepted connection. Left to autotuning they grow
+/// to `net.ipv4.tcp_wmem` / `tcp_rmem`'s maxima (4 MiB / 32 MiB on Debian) for a client that
+/// pipelines and never reads; a few thousand such clients exhaust the kernel's TCP memory
+/// (`tcp_mem`), and it then resets connections — everyone's. Seen in the `crowd` bench ("TCP:
+/// out of memory -- consider tuning tcp_mem" in the kernel log) before this bound. It also
+/// bounds the work a never-reading client gets done before its writes stall: about
+/// (this + [`BUFFER`]) / the answer's size requests per connection per write timeout. Answers
+/// here are a few hundred bytes (the kernel doubles the figure for its bookkeeping): 4 KiB
+/// each way costs an honest client nothing.
+pub const SOCKET_BUFFER: usize = 4 * 1024;
+
+/// Applies [`SOCKET_BUFFER`] to an accepted connection (best effort: a failure leaves the
+/// kernel's defaults).
+pub fn bound_socket(stream: &tokio::net::TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+}
+
+/// The write timeout of the `n`th connection: between `timeout` and 1.5 × `timeout`, spread
+/// evenly over consecutive connections (a multiplicative hash of `n`, no RNG needed).
+pub fn spread(timeout: Duration, n: u64) -> Duration {
+    let fraction = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as u32; // 0..1024
+    timeout + timeout * fraction / 2048
+}
 
 /// An accepted stream whose writes fail once stalled for `write_timeout`.
 pub struct Bounded<IO> {
@@ -144,6 +174,18 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Bounded<IO> {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn write_timeouts_spread_between_one_and_one_and_a_half_times() {
+        let base = Duration::from_secs(10);
+        let spread: Vec<Duration> = (0..1000).map(|n| spread(base, n)).collect();
+        assert!(spread.iter().all(|d| *d >= base && *d < base * 3 / 2));
+        let late = spread.iter().filter(|d| **d >= base * 5 / 4).count();
+        assert!(
+            (400..600).contains(&late),
+            "{late} of 1000 in the upper half"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_write_nobody_reads_fails_after_the_timeout_and_progress_resets_the_clock() {

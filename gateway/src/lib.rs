@@ -251,6 +251,7 @@ impl Gateway {
             .max_buf_size(conn::BUFFER);
         // One permit per open connection: the cap is checked before hyper sees the stream.
         let connections = Arc::new(Semaphore::new(app.config.max_connections));
+        let mut accepted_count: u64 = 0;
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway listening");
@@ -273,12 +274,18 @@ impl Gateway {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
+                    conn::bound_socket(&stream);
                     let metrics = app.metrics.clone();
                     let service = {
                         let app = app.clone();
-                        service_fn(move |request| http::handle(app.clone(), request))
+                        // Boxed: hyper keeps room for its service's future in every connection
+                        // from the start, idle or not; the handler's future is tens of KiB, a
+                        // box is a pointer (one allocation per request instead).
+                        service_fn(move |request| Box::pin(http::handle(app.clone(), request)))
                     };
-                    let stream = conn::Bounded::new(stream, app.config.timing.write);
+                    accepted_count += 1;
+                    let write_timeout = conn::spread(app.config.timing.write, accepted_count);
+                    let stream = conn::Bounded::new(stream, write_timeout);
                     let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                     metrics.connections_add(1);
                     tokio::spawn(async move {
