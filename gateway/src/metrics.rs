@@ -60,6 +60,18 @@ const ROUTES: [&str; 8] = [
     "other",
 ];
 
+/// What [`Metrics::connections`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connections {
+    pub open: i64,
+    /// Closed at accept: `SECKILL_MAX_CONNECTIONS` were open.
+    pub refused: u64,
+    /// Closed because no complete request head came in time (slow, or idle keep-alive).
+    pub header_timeouts: u64,
+    /// Closed because the client read nothing for the write timeout.
+    pub write_timeouts: u64,
+}
+
 #[derive(Default)]
 pub struct Metrics {
     attempts: [Histogram; ATTEMPT_LABELS.len()],
@@ -148,14 +160,14 @@ impl Metrics {
         self.write_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// (open, refused at accept, closed on the header timeout, closed on the write timeout).
-    pub fn connections(&self) -> (i64, u64, u64, u64) {
-        (
-            self.connections_open.load(Ordering::Relaxed),
-            self.connections_refused.load(Ordering::Relaxed),
-            self.header_timeouts.load(Ordering::Relaxed),
-            self.write_timeouts.load(Ordering::Relaxed),
-        )
+    /// The connection gauges and counters.
+    pub fn connections(&self) -> Connections {
+        Connections {
+            open: self.connections_open.load(Ordering::Relaxed),
+            refused: self.connections_refused.load(Ordering::Relaxed),
+            header_timeouts: self.header_timeouts.load(Ordering::Relaxed),
+            write_timeouts: self.write_timeouts.load(Ordering::Relaxed),
+        }
     }
 
     pub fn redis_calls(&self) -> u64 {

@@ -59,12 +59,20 @@ async fn past_the_connection_cap_new_connections_are_closed_until_one_frees() {
     let mut third = TcpStream::connect(gw.addr).await.unwrap();
     let _ = third.write_all(HEALTHZ).await;
     assert!(closed_by_peer(&mut third, Duration::from_secs(10)).await);
-    assert_eq!(gw.app.metrics.connections().1, 1, "one refused at accept");
+    assert_eq!(
+        gw.app.metrics.connections().refused,
+        1,
+        "one refused at accept"
+    );
 
     // One leaves: a new connection is served again.
     drop(first);
     assert!(
-        eventually(Duration::from_secs(10), || gw.app.metrics.connections().0
+        eventually(Duration::from_secs(10), || gw
+            .app
+            .metrics
+            .connections()
+            .open
             == 1)
         .await
     );
@@ -75,7 +83,11 @@ async fn past_the_connection_cap_new_connections_are_closed_until_one_frees() {
     );
     drop((second, fourth));
     assert!(
-        eventually(Duration::from_secs(10), || gw.app.metrics.connections().0
+        eventually(Duration::from_secs(10), || gw
+            .app
+            .metrics
+            .connections()
+            .open
             == 0)
         .await
     );
@@ -102,14 +114,22 @@ async fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
         }
     });
     assert!(
-        eventually(Duration::from_secs(60), || gw.app.metrics.connections().3
+        eventually(Duration::from_secs(60), || gw
+            .app
+            .metrics
+            .connections()
+            .write_timeouts
             == 1)
         .await,
         "the stalled connection was not closed: {:?}",
         gw.app.metrics.connections()
     );
     assert!(
-        eventually(Duration::from_secs(10), || gw.app.metrics.connections().0
+        eventually(Duration::from_secs(10), || gw
+            .app
+            .metrics
+            .connections()
+            .open
             == 0)
         .await
     );
@@ -136,7 +156,11 @@ async fn slowloris_and_idle_keep_alive_are_dropped_after_the_header_timeout() {
         false
     });
     assert!(
-        eventually(Duration::from_secs(20), || gw.app.metrics.connections().2
+        eventually(Duration::from_secs(20), || gw
+            .app
+            .metrics
+            .connections()
+            .header_timeouts
             >= 1)
         .await,
         "the slow head was not cut: {:?}",
@@ -155,7 +179,11 @@ async fn slowloris_and_idle_keep_alive_are_dropped_after_the_header_timeout() {
     );
     assert!(closed_by_peer(&mut idle, Duration::from_secs(20)).await);
     assert!(
-        eventually(Duration::from_secs(10), || gw.app.metrics.connections().0
+        eventually(Duration::from_secs(10), || gw
+            .app
+            .metrics
+            .connections()
+            .open
             == 0)
         .await
     );
