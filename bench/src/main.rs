@@ -163,7 +163,7 @@ async fn go(cli: Cli) -> anyhow::Result<bool> {
                 work,
                 port,
                 redis_url: cli.redis_url,
-                database_url: cli.database_url,
+                database_url: seckill_bench::run::database_of_its_own(&cli.database_url).await?,
                 namesrv: rocketmq_namesrv,
                 writer_group,
             };

@@ -14,9 +14,8 @@
 //! - this file: [`Store`] and [`Store::connect`], [`StoreError`], [`DEFAULT_DATABASE_URL`].
 //! - `migrate`: [`Store::migrate`], the embedded migrations (`migrations/*.sql`).
 //! - `orders`: writing and moving orders — [`Store::insert_orders`], [`Store::existing`],
-//!   [`Store::activity_orders`], [`Store::status`], [`Store::transition`], [`Store::overdue`],
-//!   and [`Store::remove_orders_matching`] (the bench's clean-up). Types [`StoredOrder`],
-//!   [`Transition`].
+//!   [`Store::activity_orders`], [`Store::status`], [`Store::transition`], [`Store::overdue`].
+//!   Types [`StoredOrder`], [`Transition`].
 //! - `payments`: [`Store::record_payment`], [`Store::payments`]. Types [`Payment`],
 //!   [`PaymentOutcome`].
 //! - `reports`: read-only aggregates — [`Store::order_count`], [`Store::users_over_limit`],

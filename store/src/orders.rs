@@ -4,7 +4,6 @@
 use std::collections::{HashMap, HashSet};
 
 use seckill_ledger::{OrderId, OrderRecord, OrderStatus};
-use tokio_postgres::error::SqlState;
 
 use crate::{Store, StoreError};
 
@@ -369,43 +368,5 @@ impl Store {
             .iter()
             .map(|row| OrderId(row.get::<_, i64>(0) as u64))
             .collect())
-    }
-
-    /// Deletes every order whose activity id matches the SQL `LIKE` pattern `activity_pattern`
-    /// (e.g. `bench-%`), with its items and payments, in one transaction. Returns how many
-    /// orders were deleted. A database whose tables do not exist yet (no writer ever migrated
-    /// it) has nothing to delete: 0.
-    pub async fn remove_orders_matching(&self, activity_pattern: &str) -> Result<u64, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let mut removed = 0;
-        // Children first (foreign keys).
-        for statement in [
-            "DELETE FROM order_items
-              WHERE order_id IN (SELECT order_id FROM orders WHERE activity_id LIKE $1)",
-            "DELETE FROM payments
-              WHERE order_id IN (SELECT order_id FROM orders WHERE activity_id LIKE $1)",
-            "DELETE FROM orders WHERE activity_id LIKE $1",
-        ] {
-            removed = match tx.execute(statement, &[&activity_pattern]).await {
-                Ok(n) => n,
-                // Dropping the transaction rolls it back.
-                Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(0),
-                Err(e) => return Err(e.into()),
-            };
-        }
-        tx.commit().await?;
-        Ok(removed)
-    }
-
-    /// VACUUM ANALYZE of the order tables, after a mass delete: until the next analysis the
-    /// planner would otherwise believe a table whose rows were all deleted still empty however
-    /// much is inserted meanwhile (no rows over its old pages), and plan scans of the whole table.
-    pub async fn vacuum_orders(&self) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .batch_execute("VACUUM ANALYZE orders, order_items, payments")
-            .await?;
-        Ok(())
     }
 }
