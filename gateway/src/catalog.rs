@@ -13,7 +13,7 @@
 //! event of an activity created a moment ago was lost.
 //!
 //! Freshness: a `sk:events` pub/sub listener applies `sold_out` / `stock_back` / `changed`
-//! events at once (`changed` loads the activity, created or changed, so a sale starts cached); because pub/sub can drop messages (reconnects), a refresher also reloads every
+//! events at once; because pub/sub can drop messages (reconnects), a refresher also reloads every
 //! cached activity and the id set every couple of seconds, which resets the flag from the real
 //! stock.
 
@@ -234,12 +234,12 @@ impl Catalog {
             }
             LedgerEvent::StockBack(id) => self.clear_sold_out(&id),
             LedgerEvent::Changed(id) => {
-                // Announced after the activity was written: it exists. Loaded now, created or
-                // changed, so that the crowd at the start of a sale finds it cached instead of
-                // every first attempt loading it at once.
+                // Announced after the activity was written: it exists.
                 self.note_existing(&id);
-                if let Err(e) = self.load(&id).await {
-                    tracing::warn!(activity = %id, error = %e, "load after change failed");
+                if self.cached(&id).is_some() {
+                    if let Err(e) = self.load(&id).await {
+                        tracing::warn!(activity = %id, error = %e, "reload after change failed");
+                    }
                 }
             }
         }
