@@ -62,6 +62,13 @@ pub struct ParsedAttempt {
 /// memory for every activity this instance knows and every id that does not exist
 /// ([`crate::catalog::Catalog::find`]); one load the first time a real activity is asked for.
 pub async fn route(app: &App, id: &str) -> Result<(ActivityId, Arc<Activity>), Refusal> {
+    let (id, activity) = find_activity(app, id).await?;
+    check_window(&activity, now_ms())?;
+    Ok((id, activity))
+}
+
+/// The activity a path names, through the catalog; 404 for an id that is not one.
+pub async fn find_activity(app: &App, id: &str) -> Result<(ActivityId, Arc<Activity>), Refusal> {
     // An id that could never have been created cannot exist.
     let id = ActivityId::parse(id).map_err(|_| Refusal::ActivityNotFound)?;
     let activity = app
@@ -70,7 +77,6 @@ pub async fn route(app: &App, id: &str) -> Result<(ActivityId, Arc<Activity>), R
         .await
         .map_err(|e| ledger_refusal(&e, "loading activity"))?
         .ok_or(Refusal::ActivityNotFound)?;
-    check_window(&activity, now_ms())?;
     Ok((id, activity))
 }
 

@@ -37,13 +37,7 @@ pub struct OrderView {
 }
 
 pub async fn activity(app: &App, id: &str) -> Result<ActivityView, Refusal> {
-    let id = ActivityId::parse(id).map_err(|_| Refusal::ActivityNotFound)?;
-    let activity = app
-        .catalog
-        .find(&id)
-        .await
-        .map_err(|e| ledger_refusal(&e, "loading activity"))?
-        .ok_or(Refusal::ActivityNotFound)?;
+    let (_, activity) = crate::attempt::find_activity(app, id).await?;
     // After sell-out the flag answers; otherwise one GET for the live figure.
     let stock_left = if activity.is_sold_out() {
         0

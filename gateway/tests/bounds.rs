@@ -31,6 +31,15 @@ async fn status_line(stream: &mut TcpStream, request: &[u8]) -> Option<String> {
     text.lines().next().map(str::to_owned)
 }
 
+/// Polls the gateway's connection metrics until `check` holds (true) or `limit` passes (false).
+async fn until_connections(
+    gw: &TestGateway,
+    limit: Duration,
+    check: impl Fn(&seckill_gateway::metrics::Connections) -> bool,
+) -> bool {
+    eventually(limit, || check(&gw.app.metrics.connections())).await
+}
+
 /// True once the peer closed (EOF or reset) within `within`.
 async fn closed_by_peer(stream: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 4096];
@@ -67,30 +76,14 @@ async fn past_the_connection_cap_new_connections_are_closed_until_one_frees() {
 
     // One leaves: a new connection is served again.
     drop(first);
-    assert!(
-        eventually(Duration::from_secs(10), || gw
-            .app
-            .metrics
-            .connections()
-            .open
-            == 1)
-        .await
-    );
+    assert!(until_connections(&gw, Duration::from_secs(10), |c| c.open == 1).await);
     let mut fourth = TcpStream::connect(gw.addr).await.unwrap();
     assert_eq!(
         status_line(&mut fourth, HEALTHZ).await.as_deref(),
         Some("HTTP/1.1 200 OK")
     );
     drop((second, fourth));
-    assert!(
-        eventually(Duration::from_secs(10), || gw
-            .app
-            .metrics
-            .connections()
-            .open
-            == 0)
-        .await
-    );
+    assert!(until_connections(&gw, Duration::from_secs(10), |c| c.open == 0).await);
     let metrics = gw.get("/metrics", None).await;
     assert!(metrics.text.contains("seckill_connections_refused_total 1"));
 }
@@ -114,25 +107,11 @@ async fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
         }
     });
     assert!(
-        eventually(Duration::from_secs(60), || gw
-            .app
-            .metrics
-            .connections()
-            .write_timeouts
-            == 1)
-        .await,
+        until_connections(&gw, Duration::from_secs(60), |c| c.write_timeouts == 1).await,
         "the stalled connection was not closed: {:?}",
         gw.app.metrics.connections()
     );
-    assert!(
-        eventually(Duration::from_secs(10), || gw
-            .app
-            .metrics
-            .connections()
-            .open
-            == 0)
-        .await
-    );
+    assert!(until_connections(&gw, Duration::from_secs(10), |c| c.open == 0).await);
     writer.abort();
     // The gateway still serves everyone else.
     assert_eq!(gw.get("/healthz", None).await.status, StatusCode::OK);
@@ -156,13 +135,7 @@ async fn slowloris_and_idle_keep_alive_are_dropped_after_the_header_timeout() {
         false
     });
     assert!(
-        eventually(Duration::from_secs(20), || gw
-            .app
-            .metrics
-            .connections()
-            .header_timeouts
-            >= 1)
-        .await,
+        until_connections(&gw, Duration::from_secs(20), |c| c.header_timeouts >= 1).await,
         "the slow head was not cut: {:?}",
         gw.app.metrics.connections()
     );
@@ -178,15 +151,7 @@ async fn slowloris_and_idle_keep_alive_are_dropped_after_the_header_timeout() {
         Some("HTTP/1.1 200 OK")
     );
     assert!(closed_by_peer(&mut idle, Duration::from_secs(20)).await);
-    assert!(
-        eventually(Duration::from_secs(10), || gw
-            .app
-            .metrics
-            .connections()
-            .open
-            == 0)
-        .await
-    );
+    assert!(until_connections(&gw, Duration::from_secs(10), |c| c.open == 0).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
