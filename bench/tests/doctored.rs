@@ -22,6 +22,8 @@ struct Harness<'a> {
     /// Raw access to the tables, for the doctoring only.
     database: tokio_postgres::Client,
     database_url: &'a str,
+    /// The sale's own Redis (the ledger's).
+    redis_url: &'a str,
     activity: &'a ActivityId,
     told: Told,
 }
@@ -29,14 +31,13 @@ struct Harness<'a> {
 impl Harness<'_> {
     /// The checks through the library: the verdict, to name which checks failed.
     async fn verdict(&self) -> Verdict {
-        let redis = redis_url();
         let seckillctl = binary("seckillctl");
         let sources = Sources {
             ledger: self.ledger,
             database: self.store,
             seckillctl: &seckillctl,
             env: &[
-                ("SECKILL_REDIS_URL", &redis),
+                ("SECKILL_REDIS_URL", self.redis_url),
                 ("SECKILL_DATABASE_URL", self.database_url),
             ],
         };
@@ -53,7 +54,7 @@ impl Harness<'_> {
             .arg("--demand-exceeded-stock")
             .arg("--seckillctl")
             .arg(binary("seckillctl"))
-            .env("SECKILL_REDIS_URL", redis_url())
+            .env("SECKILL_REDIS_URL", self.redis_url)
             .env("SECKILL_DATABASE_URL", self.database_url)
             .output()
             .unwrap()
@@ -101,6 +102,7 @@ async fn the_checks_pass_a_real_sale_and_catch_each_doctoring() {
     );
     let Sale {
         mq: _mq,
+        redis: own_redis,
         database: database_url,
         ledger,
         activity,
@@ -133,6 +135,7 @@ async fn the_checks_pass_a_real_sale_and_catch_each_doctoring() {
         store: &store,
         database,
         database_url: &database_url,
+        redis_url: &own_redis.url,
         activity: &activity,
         told: Told {
             wins: won.len() as u64,

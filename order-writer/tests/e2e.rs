@@ -34,6 +34,7 @@ async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
     let (
         Sale {
             mq,
+            redis,
             database,
             ledger,
             activity,
@@ -93,6 +94,7 @@ async fn winners_become_rows_with_items_and_their_status_is_mirrored() {
 
     assert_verified(&seckillctl(
         &["verify", activity.as_str()],
+        &redis.url,
         &database,
         &mq.namesrv,
     ));
@@ -108,6 +110,7 @@ async fn an_undecodable_order_message_is_parked_not_dropped_and_the_sale_goes_on
     let (
         Sale {
             mq,
+            redis,
             database,
             ledger: _,
             activity,
@@ -157,7 +160,7 @@ async fn an_undecodable_order_message_is_parked_not_dropped_and_the_sale_goes_on
     assert!(parked[0].body.contains("not an order"));
     assert!(parked[0].key.starts_with("message:"));
     // The operator sees it.
-    let listed = seckillctl(&["parked"], &database, &mq.namesrv);
+    let listed = seckillctl(&["parked"], &redis.url, &database, &mq.namesrv);
     assert!(listed.status.success());
     let text = String::from_utf8_lossy(&listed.stdout);
     assert!(
@@ -186,6 +189,7 @@ async fn an_undecodable_order_message_is_parked_not_dropped_and_the_sale_goes_on
 async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_reads_the_database() {
     let Stack {
         mq,
+        redis,
         database,
         store,
         ledger,
@@ -259,6 +263,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
     assert_eq!(rolled_back, LocalTransactionState::RollbackMessage);
     assert_verified(&seckillctl(
         &["verify", activity.as_str()],
+        &redis.url,
         &database,
         &mq.namesrv,
     ));
@@ -268,6 +273,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
 async fn a_limit_one_buyers_second_live_order_is_parked_and_its_stock_given_back() {
     let Stack {
         mq,
+        redis: _redis,
         database: _,
         store,
         ledger,
@@ -396,12 +402,13 @@ async fn a_limit_one_buyers_second_live_order_is_parked_and_its_stock_given_back
 async fn writers_of_one_group_never_split_it_by_different_activities() {
     let Stack {
         mq,
+        redis,
         database,
         store: _,
         ledger: _,
         activity,
     } = Stack::start("groups", 5, 1).await;
-    let config = writer_config(&database, &mq.namesrv, &[&activity]);
+    let config = writer_config(&redis.url, &database, &mq.namesrv, &[&activity]);
     let first = seckill_order_writer::Writer::start(&config).await.unwrap();
     // Another list in the same group would acknowledge, unpersisted, this activity's orders.
     let mut other = config.clone();
@@ -429,17 +436,17 @@ async fn writers_of_one_group_never_split_it_by_different_activities() {
 async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_once() {
     let Stack {
         mq,
+        redis,
         database,
         store,
         ledger: _,
         activity,
     } = Stack::start("kill", 400, 1).await;
     // The same settings (group, start time) for the writer and its restart.
-    let settings = writer_settings(&database, &mq.namesrv, &[&activity]);
+    let settings = writer_settings(&redis.url, &database, &mq.namesrv, &[&activity]);
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let writer = WriterProcess::spawn(&settings);
-    let gw =
-        GatewayProcess::start(&redis_url(), &[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
+    let gw = GatewayProcess::start(&redis.url, &[("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)]).await;
 
     // A stream of orders: waves of buyers while the writer works.
     let mut won = Vec::new();
@@ -474,7 +481,7 @@ async fn writer_killed_mid_stream_then_restarted_persists_every_order_exactly_on
     assert_eq!(ids.len(), 400);
     won.extend(after_kill);
     assert_eq!(ids, won.into_iter().collect::<HashSet<_>>());
-    assert_verified_within(&activity, &database, &mq.namesrv, DRAIN).await;
+    assert_verified_within(&activity, &redis.url, &database, &mq.namesrv, DRAIN).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -482,6 +489,7 @@ async fn broker_stopped_while_answering_at_the_broker_then_restarted_loses_nothi
     let (
         Sale {
             mut mq,
+            redis,
             database,
             ledger,
             activity,
@@ -539,7 +547,7 @@ async fn broker_stopped_while_answering_at_the_broker_then_restarted_loses_nothi
         wait_for_rows(&store, activity.as_str(), 40, DRAIN).await,
         40
     );
-    assert_verified_within(&activity, &database, &mq.namesrv, DRAIN).await;
+    assert_verified_within(&activity, &redis.url, &database, &mq.namesrv, DRAIN).await;
     writer.shutdown().await;
 }
 
@@ -551,6 +559,7 @@ async fn broker_stopped_while_answering_at_the_ledger_then_restarted_loses_nothi
     let (
         Sale {
             mut mq,
+            redis,
             database,
             ledger,
             activity,
@@ -603,7 +612,7 @@ async fn broker_stopped_while_answering_at_the_ledger_then_restarted_loses_nothi
         ids,
         before.into_iter().chain(during).collect::<HashSet<_>>()
     );
-    assert_verified_within(&activity, &database, &mq.namesrv, DRAIN).await;
+    assert_verified_within(&activity, &redis.url, &database, &mq.namesrv, DRAIN).await;
     writer.shutdown().await;
 }
 
@@ -611,6 +620,7 @@ async fn broker_stopped_while_answering_at_the_ledger_then_restarted_loses_nothi
 async fn reconcile_republishes_what_the_database_lacks() {
     let Stack {
         mq,
+        redis,
         database,
         store,
         ledger,
@@ -622,12 +632,22 @@ async fn reconcile_republishes_what_the_database_lacks() {
     for user in ["r1", "r2", "r3", "r4"] {
         buy(&ledger, &keys, &ids, user, 1).await;
     }
-    let writer = start_writer(&database, &mq.namesrv, &[&activity]).await;
-    let out = seckillctl(&["verify", activity.as_str()], &database, &mq.namesrv);
+    let writer = start_writer(&redis.url, &database, &mq.namesrv, &[&activity]).await;
+    let out = seckillctl(
+        &["verify", activity.as_str()],
+        &redis.url,
+        &database,
+        &mq.namesrv,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL every_order_persisted"));
 
-    let out = seckillctl(&["reconcile", activity.as_str()], &database, &mq.namesrv);
+    let out = seckillctl(
+        &["reconcile", activity.as_str()],
+        &redis.url,
+        &database,
+        &mq.namesrv,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -639,6 +659,6 @@ async fn reconcile_republishes_what_the_database_lacks() {
     assert_eq!(wait_for_rows(&store, activity.as_str(), 4, DRAIN).await, 4);
     // The orders stay in the outbox (nobody confirmed their original publish): verify reports
     // them but they are persisted, once their status is mirrored.
-    assert_verified_within(&activity, &database, &mq.namesrv, DRAIN).await;
+    assert_verified_within(&activity, &redis.url, &database, &mq.namesrv, DRAIN).await;
     writer.shutdown().await;
 }

@@ -3,8 +3,9 @@
 //! cancelled stock is back on sale, no buyer holds more than the limit, nothing is oversold, the
 //! ledger balances and `seckillctl verify` is clean.
 //!
-//! About a minute per fault, and some faults (Redis paused, scripts flushed) touch the shared
-//! Redis, so these are `#[ignore]`d in `scripts/test.sh` and run one at a time by
+//! Each sale has a stack of its own, Redis included (as a testkit `Stack`: no other gateway's
+//! relay sweeps its outbox, and pausing or flushing it disturbs nobody else). About a minute per
+//! fault, so these are `#[ignore]`d in `scripts/test.sh` and run one at a time by
 //! `scripts/faults.sh`, which writes the table to `bench/results/faults-<date>.md`.
 
 #![allow(clippy::unwrap_used)]
@@ -81,7 +82,7 @@ async fn fault_broker_killed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "the fault matrix: scripts/faults.sh (pauses the shared Redis)"]
+#[ignore = "the fault matrix: scripts/faults.sh"]
 async fn fault_redis_paused() {
     fault_row(Fault::RedisPaused).await;
 }
@@ -105,7 +106,7 @@ async fn fault_payments_at_the_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "the fault matrix: scripts/faults.sh (flushes the shared Redis's scripts)"]
+#[ignore = "the fault matrix: scripts/faults.sh"]
 async fn fault_scripts_flushed() {
     fault_row(Fault::ScriptsFlushed).await;
 }
@@ -193,12 +194,12 @@ async fn pay(current: &Arc<RwLock<Http>>, order: OrderId, amount: i64) -> bool {
 /// Runs the sale with `fault`, prints its row of the matrix (`FAULT-ROW |…|`), then fails if
 /// the row shows anything lost, duplicated, stranded or oversold.
 async fn fault_row(fault: Fault) {
-    // A stack of its own; Redis too when the fault kills it (durable: AOF, fsync always).
+    // A stack of its own, Redis included: durable (AOF, fsync always) when the fault kills it.
     let mut own_redis = match fault {
-        Fault::RedisKilled => Some(PrivateRedis::durable().await),
-        _ => None,
+        Fault::RedisKilled => PrivateRedis::durable().await,
+        _ => PrivateRedis::start().await,
     };
-    let redis_url = own_redis.as_ref().map_or_else(redis_url, |r| r.url.clone());
+    let redis_url = own_redis.url.clone();
     let mut mq = PrivateRocketMq::start().await;
     let database = fresh_database().await;
     let store = seckill_store::Store::connect(&database, 4).await.unwrap();
@@ -206,8 +207,7 @@ async fn fault_row(fault: Fault) {
     let mut ledger = ledger_at(&redis_url).await;
     let activity = open(&ledger, "fault", STOCK, 1).await;
     let keys = ActivityKeys::new(&activity);
-    let mut writer_env = writer_settings(&database, &mq.namesrv, &[&activity]);
-    writer_env.push(("SECKILL_REDIS_URL", redis_url.clone()));
+    let mut writer_env = writer_settings(&redis_url, &database, &mq.namesrv, &[&activity]);
     writer_env.push(("SECKILL_PAYMENT_WINDOW", format!("{}s", WINDOW.as_secs())));
     writer_env.push(("SECKILL_SWEEP_EVERY", "1s".to_owned()));
     let writer_env: Vec<(&str, &str)> = writer_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -290,7 +290,7 @@ async fn fault_row(fault: Fault) {
             ));
         }
         Fault::RedisKilled => {
-            own_redis.as_mut().unwrap().kill_and_restart().await;
+            own_redis.kill_and_restart().await;
             // The harness's own connection died with it.
             ledger = ledger_at(&redis_url).await;
         }
@@ -363,9 +363,9 @@ async fn fault_row(fault: Fault) {
         // What the lost store held and the writer had not persisted, an operator republishes
         // from the ledger (the outbox only holds orders the broker never confirmed).
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let reconciled = seckillctl_on(
-            &redis_url,
+        let reconciled = seckillctl(
             &["reconcile", activity.as_str()],
+            &redis_url,
             &database,
             &mq.namesrv,
         );
@@ -444,26 +444,10 @@ fn verify_ok(
     database: &str,
     namesrv: &str,
 ) -> bool {
-    seckillctl_on(redis, &["verify", activity.as_str()], database, namesrv)
+    seckillctl(&["verify", activity.as_str()], redis, database, namesrv)
         .status
         .code()
         == Some(0)
-}
-
-/// `seckillctl` against this Redis, database and broker.
-fn seckillctl_on(
-    redis: &str,
-    args: &[&str],
-    database: &str,
-    namesrv: &str,
-) -> std::process::Output {
-    std::process::Command::new(binary("seckillctl"))
-        .args(args)
-        .env("SECKILL_REDIS_URL", redis)
-        .env("SECKILL_DATABASE_URL", database)
-        .env("SECKILL_ROCKETMQ_NAMESRV", namesrv)
-        .output()
-        .unwrap()
 }
 
 /// A connection to the `seckill` database (to close and reopen a test database).

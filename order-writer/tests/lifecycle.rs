@@ -21,13 +21,14 @@ use seckill_store::Store;
 const WAIT: Duration = Duration::from_secs(90);
 
 async fn writer_with_window(
-    namesrv: &str,
+    redis: &str,
     database: &str,
+    namesrv: &str,
     activities: &[&ActivityId],
     window: Duration,
     sweep: Duration,
 ) -> Writer {
-    let mut config = writer_config(database, namesrv, activities);
+    let mut config = writer_config(redis, database, namesrv, activities);
     config.timing = Timing {
         payment_window: window,
         ..config.timing
@@ -85,10 +86,10 @@ async fn db_status(store: &Store, order: OrderId) -> Option<OrderStatus> {
     store.status(order).await.unwrap().map(|(_, s)| s)
 }
 
-fn verify(activity: &ActivityId, database: &str) -> std::process::Output {
+fn verify(activity: &ActivityId, redis: &str, database: &str) -> std::process::Output {
     std::process::Command::new(binary("seckillctl"))
         .args(["verify", activity.as_str()])
-        .env("SECKILL_REDIS_URL", redis_url())
+        .env("SECKILL_REDIS_URL", redis)
         .env("SECKILL_DATABASE_URL", database)
         .output()
         .unwrap()
@@ -115,6 +116,7 @@ async fn an_unpaid_order_is_cancelled_after_the_window_and_its_stock_sold_again(
     let (
         Sale {
             mq: _mq,
+            redis,
             database,
             ledger,
             activity,
@@ -147,7 +149,7 @@ async fn an_unpaid_order_is_cancelled_after_the_window_and_its_stock_sold_again(
         .get(&format!("/v1/orders/{first}"), Some(&token_for("slowpoke")))
         .await;
     assert_eq!(view.json["status"], "cancelled");
-    assert_clean(&verify(&activity, &database));
+    assert_clean(&verify(&activity, &redis.url, &database));
     writer.shutdown().await;
 }
 
@@ -156,6 +158,7 @@ async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_
     let (
         Sale {
             mq: _mq,
+            redis,
             database,
             ledger,
             activity,
@@ -213,7 +216,7 @@ async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_
     );
     assert_eq!(store.payments(paid).await.unwrap().len(), 1);
     assert_eq!(store.payments(late).await.unwrap().len(), 1);
-    assert_clean(&verify(&activity, &database));
+    assert_clean(&verify(&activity, &redis.url, &database));
     writer.shutdown().await;
 }
 
@@ -221,6 +224,7 @@ async fn payment_before_the_window_closes_wins_and_a_late_one_is_refunded_never_
 async fn no_follow_up_is_dropped_a_second_payment_is_refunded_a_reused_payment_id_parked() {
     let Stack {
         mut mq,
+        redis: _redis,
         database: _,
         store,
         ledger,
@@ -325,6 +329,7 @@ async fn no_follow_up_is_dropped_a_second_payment_is_refunded_a_reused_payment_i
 async fn a_transition_never_discards_the_stock_step_of_the_one_before() {
     let Stack {
         mq,
+        redis: _redis,
         database: _,
         store,
         ledger,
@@ -388,6 +393,7 @@ async fn a_payment_notified_in_time_wins_over_the_timeout_while_its_message_wait
     // while PostgreSQL is down and every delivery fails.
     let Sale {
         mq,
+        redis,
         database,
         ledger,
         activity,
@@ -449,7 +455,7 @@ async fn a_payment_notified_in_time_wins_over_the_timeout_while_its_message_wait
         lifecycle.expire(order).await.unwrap(),
         seckill_lifecycle::CancelOutcome::NotCancellable(OrderStatus::Paid)
     );
-    assert_clean(&verify(&activity, &database));
+    assert_clean(&verify(&activity, &redis.url, &database));
     lifecycle.shutdown().await;
 }
 
@@ -458,6 +464,7 @@ async fn forged_duplicate_mismatched_and_unknown_notifications() {
     let (
         Sale {
             mq: _mq,
+            redis,
             database,
             ledger,
             activity,
@@ -539,7 +546,7 @@ async fn forged_duplicate_mismatched_and_unknown_notifications() {
         .unwrap()
         .unwrap();
     assert_eq!((audit.sold, audit.reserved), (1, 0));
-    assert_clean(&verify(&activity, &database));
+    assert_clean(&verify(&activity, &redis.url, &database));
     writer.shutdown().await;
 }
 
@@ -548,6 +555,7 @@ async fn the_owner_cancels_an_unpaid_order_but_not_a_paid_one_and_operators_refu
     let (
         Sale {
             mq,
+            redis,
             database,
             ledger,
             activity,
@@ -616,7 +624,7 @@ async fn the_owner_cancels_an_unpaid_order_but_not_a_paid_one_and_operators_refu
     let ctl = |args: &[&str]| {
         std::process::Command::new(binary("seckillctl"))
             .args(args)
-            .env("SECKILL_REDIS_URL", redis_url())
+            .env("SECKILL_REDIS_URL", &redis.url)
             .env("SECKILL_DATABASE_URL", &database)
             .env("SECKILL_ROCKETMQ_NAMESRV", &mq.namesrv)
             .output()
@@ -644,7 +652,7 @@ async fn the_owner_cancels_an_unpaid_order_but_not_a_paid_one_and_operators_refu
         "a cancelled, unpaid order cannot be refunded"
     );
     assert_eq!(ctl(&["order", "show", "99"]).status.code(), Some(2));
-    assert_clean(&verify(&activity, &database));
+    assert_clean(&verify(&activity, &redis.url, &database));
     writer.shutdown().await;
 }
 
@@ -705,6 +713,7 @@ async fn the_sweep_cancels_orders_whose_timeout_was_lost() {
     // A stack of this test's own: no other test's traffic, no history to replay.
     let Stack {
         mq,
+        redis,
         database,
         store,
         ledger,
@@ -714,8 +723,9 @@ async fn the_sweep_cancels_orders_whose_timeout_was_lost() {
     // A writer whose window (1 s) is over for these orders and that sweeps every second.
     wait_overdue(&store, &lost).await;
     let writer = writer_with_window(
-        &mq.namesrv,
+        &redis.url,
         &database,
+        &mq.namesrv,
         &[&activity],
         Duration::from_secs(1),
         Duration::from_secs(1),
@@ -735,7 +745,7 @@ async fn the_sweep_cancels_orders_whose_timeout_was_lost() {
             .unwrap(),
         5
     );
-    assert_clean(&verify(&activity, &database));
+    assert_clean(&verify(&activity, &redis.url, &database));
     writer.shutdown().await;
 }
 
@@ -744,6 +754,7 @@ async fn two_writers_sweeping_at_once_cancel_each_order_once() {
     // A stack of this test's own: no other test's traffic, no history to replay.
     let Stack {
         mq,
+        redis,
         database,
         store,
         ledger,
@@ -784,7 +795,7 @@ async fn two_writers_sweeping_at_once_cancel_each_order_once() {
         .unwrap()
         .unwrap();
     assert_eq!((audit.released, audit.stock, audit.reserved), (30, 40, 0));
-    assert_clean(&verify(&activity, &database));
+    assert_clean(&verify(&activity, &redis.url, &database));
 
     // And the lease lets one writer of a group sweep at a time.
     let lease = seckill_order_writer::sweep::lease_key(&format!("{activity}-group"));

@@ -4,14 +4,15 @@
 //!
 //! - `ports`: loopback ports reserved for one test's servers ([`Ports`], no bind-and-release
 //!   race).
-//! - `redis`: the shared Redis ([`redis_url`]), a [`PrivateRedis`] for counting tests, activities
-//!   ([`open`], [`create`]) and direct buys in the ledger ([`buy`], [`leased_ids`]).
+//! - `redis`: the shared Redis ([`redis_url`]), a [`PrivateRedis`] for counting tests and for
+//!   every stack, activities ([`open`], [`create`]) and direct buys in the ledger ([`buy`],
+//!   [`leased_ids`]).
 //! - `rocketmq`: a [`PrivateRocketMq`] name server + broker per test, stoppable.
 //! - `postgres`: a fresh database per test ([`fresh_database`]).
 //! - `client`: a small HTTP client for the gateway's API ([`Http`], [`Reply`]).
 //! - `process`: the binaries as child processes ([`GatewayProcess`], [`WriterProcess`]).
-//! - `sale`: a private stack ([`Stack`]), a whole sale on one ([`Sale`]), and a crowd of buyers
-//!   ([`crowd`]).
+//! - `sale`: a private stack ([`Stack`]: its own broker, Redis and database), a whole sale on
+//!   one ([`Sale`]), and a crowd of buyers ([`crowd`]).
 //! - [`eventually`], [`eventually_async`]: waiting on a condition, never on a sleep.
 
 #![allow(clippy::unwrap_used)]

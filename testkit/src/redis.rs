@@ -1,5 +1,7 @@
-//! Redis for tests: the shared server of the stack, a private one when a test counts calls or
-//! flushes scripts, and the ledger operations tests set up with.
+//! Redis for tests: the shared server of the stack, a private one for each test's [`Stack`] and
+//! when a test counts calls or flushes scripts, and the ledger operations tests set up with.
+//!
+//! [`Stack`]: crate::Stack
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -73,8 +75,8 @@ pub async fn buy(
     ledger.deduct(keys, attempt, ids).await.unwrap()
 }
 
-/// A Redis server of this test's own (no persistence), so counters read from it are ours alone
-/// and a SCRIPT FLUSH disturbs nobody else.
+/// A Redis server of this test's own (no persistence), so counters read from it are ours alone,
+/// a SCRIPT FLUSH disturbs nobody else, and no other test's gateway relays its outbox.
 pub struct PrivateRedis {
     pub url: String,
     pub port: u16,

@@ -1,7 +1,11 @@
 //! A sale on a stack of the test's own: a private broker (no other test's traffic, no history
-//! to replay), a fresh database, an open activity on the shared Redis, and the gateway binary on
-//! that broker. The writer is the test's to start (in-process or as a process), so it can be
-//! configured, stopped or killed.
+//! to replay), a private Redis, a fresh database, an open activity, and the gateway binary on
+//! that broker and Redis. The writer is the test's to start (in-process or as a process), so it
+//! can be configured, stopped or killed.
+//!
+//! The Redis is private because every gateway's outbox relay sweeps every activity of its Redis
+//! and republishes to its own broker: on a Redis shared by stacks with different brokers, one
+//! test's gateway would take another's unconfirmed orders to a broker no writer of theirs reads.
 
 use http::StatusCode;
 use seckill_ledger::{ActivityId, Ledger};
@@ -9,11 +13,15 @@ use seckill_store::Store;
 
 use crate::client::Http;
 use crate::process::GatewayProcess;
+use crate::redis::PrivateRedis;
 use crate::rocketmq::PrivateRocketMq;
 
 /// Fields are public so a test destructures what it uses.
+/// Bind `redis` (and `mq`) to a name when destructuring: a field matched by `_` or `..` is
+/// dropped at once, and its server with it.
 pub struct Sale {
     pub mq: PrivateRocketMq,
+    pub redis: PrivateRedis,
     pub database: String,
     pub ledger: Ledger,
     pub activity: ActivityId,
@@ -36,6 +44,7 @@ impl Sale {
     ) -> Self {
         let Stack {
             mq,
+            redis,
             database,
             store,
             ledger,
@@ -43,9 +52,10 @@ impl Sale {
         } = Stack::start(name, stock, limit).await;
         let mut settings = vec![("SECKILL_ROCKETMQ_NAMESRV", mq.namesrv.as_str())];
         settings.extend_from_slice(gateway_settings);
-        let gw = GatewayProcess::start(&crate::redis_url(), &settings).await;
+        let gw = GatewayProcess::start(&redis.url, &settings).await;
         Sale {
             mq,
+            redis,
             database,
             ledger,
             activity,
@@ -54,19 +64,26 @@ impl Sale {
         }
     }
 
-    /// The settings of a writer of this sale's own: its own group, its database and broker,
-    /// starting now, for this activity only (so concurrent tests never act on each other's
-    /// orders).
+    /// The settings of a writer of this sale's own: its own group, its Redis, database and
+    /// broker, starting now, for this activity only (so concurrent tests never act on each
+    /// other's orders).
     pub fn writer_settings(&self) -> Vec<(&'static str, String)> {
-        writer_settings(&self.database, &self.mq.namesrv, &[&self.activity])
+        writer_settings(
+            &self.redis.url,
+            &self.database,
+            &self.mq.namesrv,
+            &[&self.activity],
+        )
     }
 }
 
-/// A stack of a test's own without a gateway: a private broker, a fresh database with the
-/// schema in place (so a test can read the tables at once, whether its writer runs in-process or
-/// not; a writer's own migration is then a no-op), and an open activity on the shared Redis.
+/// A stack of a test's own without a gateway: a private broker, a private Redis (see the module
+/// comment), a fresh database with the schema in place (so a test can read the tables at once,
+/// whether its writer runs in-process or not; a writer's own migration is then a no-op), and an
+/// open activity on that Redis. Destructure it as [`Sale`]: bind `redis` to a name.
 pub struct Stack {
     pub mq: PrivateRocketMq,
+    pub redis: PrivateRedis,
     pub database: String,
     pub store: Store,
     pub ledger: Ledger,
@@ -77,13 +94,15 @@ impl Stack {
     /// `stock` units of a fresh activity, at most `limit` per buyer, open for an hour.
     pub async fn start(name: &str, stock: i64, limit: u32) -> Self {
         let mq = PrivateRocketMq::start().await;
+        let redis = PrivateRedis::start().await;
         let database = crate::fresh_database().await;
         let store = Store::connect(&database, 8).await.unwrap();
         store.migrate().await.unwrap();
-        let ledger = crate::ledger_at(&crate::redis_url()).await;
+        let ledger = crate::ledger_at(&redis.url).await;
         let activity = crate::open(&ledger, name, stock, limit).await;
         Stack {
             mq,
+            redis,
             database,
             store,
             ledger,
@@ -94,6 +113,7 @@ impl Stack {
 
 /// The `SECKILL_*` settings of a writer of a test's own (see [`Sale::writer_settings`]).
 pub fn writer_settings(
+    redis: &str,
     database: &str,
     namesrv: &str,
     activities: &[&ActivityId],
@@ -104,7 +124,7 @@ pub fn writer_settings(
     vec![
         ("SECKILL_ROCKETMQ_NAMESRV", namesrv.to_owned()),
         ("SECKILL_DATABASE_URL", database.to_owned()),
-        ("SECKILL_REDIS_URL", crate::redis_url()),
+        ("SECKILL_REDIS_URL", redis.to_owned()),
         ("SECKILL_WRITER_GROUP", crate::unique("writer")),
         ("SECKILL_WRITER_START_AT", start_at),
         (

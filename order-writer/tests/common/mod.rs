@@ -14,10 +14,15 @@ pub use seckill_testkit::*;
 /// Generous bound for a fresh consumer group to rebalance (~20 s here) and drain.
 pub const DRAIN: Duration = Duration::from_secs(90);
 
-/// A writer of the test's own: its own group, database, start time and activities (so
+/// A writer of the test's own: its own group, Redis, database, start time and activities (so
 /// concurrent tests never act on each other's orders).
-pub fn writer_config(database: &str, namesrv: &str, activities: &[&ActivityId]) -> WriterConfig {
-    let settings = writer_settings(database, namesrv, activities);
+pub fn writer_config(
+    redis: &str,
+    database: &str,
+    namesrv: &str,
+    activities: &[&ActivityId],
+) -> WriterConfig {
+    let settings = writer_settings(redis, database, namesrv, activities);
     WriterConfig::from_lookup(|name| {
         settings
             .iter()
@@ -28,8 +33,13 @@ pub fn writer_config(database: &str, namesrv: &str, activities: &[&ActivityId]) 
 }
 
 /// An in-process writer for `activities`.
-pub async fn start_writer(database: &str, namesrv: &str, activities: &[&ActivityId]) -> Writer {
-    Writer::start(&writer_config(database, namesrv, activities))
+pub async fn start_writer(
+    redis: &str,
+    database: &str,
+    namesrv: &str,
+    activities: &[&ActivityId],
+) -> Writer {
+    Writer::start(&writer_config(redis, database, namesrv, activities))
         .await
         .unwrap()
 }
@@ -54,17 +64,22 @@ pub async fn gateway_sale_with_writer(
     configure: impl FnOnce(&mut WriterConfig),
 ) -> (Sale, Writer) {
     let sale = Sale::start_with(name, stock, limit, gateway_settings).await;
-    let mut config = writer_config(&sale.database, &sale.mq.namesrv, &[&sale.activity]);
+    let mut config = writer_config(
+        &sale.redis.url,
+        &sale.database,
+        &sale.mq.namesrv,
+        &[&sale.activity],
+    );
     configure(&mut config);
     let writer = Writer::start(&config).await.unwrap();
     (sale, writer)
 }
 
-/// `seckillctl` against the shared Redis, this database and this broker.
-pub fn seckillctl(args: &[&str], database: &str, namesrv: &str) -> Output {
+/// `seckillctl` against this Redis, database and broker.
+pub fn seckillctl(args: &[&str], redis: &str, database: &str, namesrv: &str) -> Output {
     Command::new(binary("seckillctl"))
         .args(args)
-        .env("SECKILL_REDIS_URL", redis_url())
+        .env("SECKILL_REDIS_URL", redis)
         .env("SECKILL_DATABASE_URL", database)
         .env("SECKILL_ROCKETMQ_NAMESRV", namesrv)
         .output()
@@ -75,13 +90,14 @@ pub fn seckillctl(args: &[&str], database: &str, namesrv: &str) -> Output {
 /// rows), then asserts the ledger and the database agree.
 pub async fn assert_verified_within(
     activity: &ActivityId,
+    redis: &str,
     database: &str,
     namesrv: &str,
     limit: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let out = seckillctl(&["verify", activity.as_str()], database, namesrv);
+        let out = seckillctl(&["verify", activity.as_str()], redis, database, namesrv);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.code() == Some(0) {
             assert!(text.contains("database agrees"), "{text}");
