@@ -47,6 +47,10 @@ pub struct Config {
     pub timing: Timing,
     /// `SECKILL_LOG_JSON`: `1`/`true` for JSON log lines.
     pub log_json: bool,
+    /// `SECKILL_CORS_ORIGINS`: origins whose pages may call the gateway (unset: no CORS).
+    pub cors: crate::cors::Cors,
+    /// `SECKILL_DEMO_UI`: `1` serves the storefront page of `web/` under `/demo/`.
+    pub demo_ui: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -106,6 +110,8 @@ struct FileConfig {
     send_timeout: Option<String>,
     relay_age: Option<String>,
     log_json: Option<bool>,
+    cors_origins: Option<String>,
+    demo_ui: Option<bool>,
 }
 
 impl Config {
@@ -216,7 +222,15 @@ impl Config {
             ..clocks
         };
         timing.check()?;
+        let cors = crate::cors::Cors::parse(
+            &settings
+                .raw("SECKILL_CORS_ORIGINS")
+                .or(file.cors_origins)
+                .unwrap_or_default(),
+        )?;
         Ok(Config {
+            cors,
+            demo_ui: settings.flag("SECKILL_DEMO_UI", file.demo_ui),
             batching,
             payment_secret,
             listen,
@@ -327,6 +341,7 @@ mod tests {
             ("SECKILL_MAX_CONNECTIONS", "0"),
             ("SECKILL_WRITE_TIMEOUT", "0s"),
             ("SECKILL_HEADER_TIMEOUT", "never"),
+            ("SECKILL_CORS_ORIGINS", "shop.example.com"),
         ] {
             let err = Config::from_sources(
                 None,

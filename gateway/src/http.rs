@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use crate::attempt::ParsedAttempt;
+use crate::cors::Cors;
 use crate::outcome::{AttemptOutcome, Refusal};
 use crate::{attempt, payment, query, App};
 
@@ -204,6 +205,31 @@ pub async fn handle(
     app: Arc<App>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    // Nothing to look at unless origins are configured (`crate::cors`).
+    let origin = app.config.cors.allowed(request.headers());
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = route(app, request).await;
+    if let Some(origin) = origin {
+        Cors::decorate(response.headers_mut(), origin, preflight);
+    }
+    Ok(response)
+}
+
+/// The paths the gateway answers (any method).
+fn known(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["v1", "activities", _]
+            | ["v1", "activities", _, "order" | "orders"]
+            | ["v1", "orders", _]
+            | ["v1", "payments", "notify"]
+            | ["healthz"]
+            | ["readyz"]
+            | ["metrics"]
+    )
+}
+
+async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
@@ -213,16 +239,27 @@ pub async fn handle(
 
     // The hot path first.
     if let ["v1", "activities", id, "orders"] = segments[..] {
-        if method != Method::POST {
-            return Ok(refusal(&Refusal::MethodNotAllowed));
+        if method == Method::POST {
+            let outcome = buy(app, id, &parts, body, started).await;
+            return attempt_response(&outcome);
         }
-        let outcome = buy(app, id, &parts, body, started).await;
-        return Ok(attempt_response(&outcome));
+    }
+
+    // A CORS preflight: answered from memory, its headers added by `handle` for our origins.
+    if method == Method::OPTIONS && known(&segments) {
+        app.metrics.observe_request("preflight", 204);
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        return response;
+    }
+
+    if let ["v1", "activities", _, "orders"] = segments[..] {
+        return refusal(&Refusal::MethodNotAllowed);
     }
 
     if let ["v1", "payments", "notify"] = segments[..] {
         if method != Method::POST {
-            return Ok(refusal(&Refusal::MethodNotAllowed));
+            return refusal(&Refusal::MethodNotAllowed);
         }
         let response = match read_body(
             body,
@@ -236,7 +273,20 @@ pub async fn handle(
         };
         app.metrics
             .observe_request("payment", response.status().as_u16());
-        return Ok(response);
+        return response;
+    }
+
+    if app.config.demo_ui && method == Method::GET {
+        let page = match segments[..] {
+            ["demo"] => crate::demo::serve(None),
+            ["demo", file] => crate::demo::serve(Some(file)),
+            _ => None,
+        };
+        if let Some(response) = page {
+            app.metrics
+                .observe_request("demo", response.status().as_u16());
+            return response;
+        }
     }
 
     let (route, response) = match (method, &segments[..]) {
@@ -274,20 +324,12 @@ pub async fn handle(
             );
             ("metrics", response)
         }
-        (
-            _,
-            ["v1", "activities", _]
-            | ["v1", "activities", _, "order"]
-            | ["v1", "orders", _]
-            | ["healthz"]
-            | ["readyz"]
-            | ["metrics"],
-        ) => ("other", refusal(&Refusal::MethodNotAllowed)),
+        (_, segments) if known(segments) => ("other", refusal(&Refusal::MethodNotAllowed)),
         _ => ("other", refusal(&Refusal::RouteNotFound)),
     };
     app.metrics
         .observe_request(route, response.status().as_u16());
-    Ok(response)
+    response
 }
 
 /// Readiness: the ledger answered the last background PING ([`crate::ready`]) and the last

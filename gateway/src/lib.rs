@@ -15,7 +15,8 @@
 //! - [`publish`]: the enqueue phase, batching won orders to RocketMQ; [`relay`]: republishes
 //!   what the broker never confirmed.
 //! - [`http`]: routing and the single outcome → HTTP mapping; [`conn`]: what one connection
-//!   may hold (the cap on open connections, header and write timeouts, buffer bounds).
+//!   may hold (the cap on open connections, header and write timeouts, buffer bounds);
+//!   [`cors`]: browser frontends on other origins; [`demo`]: the storefront page of `web/`.
 //! - [`ready`]: readiness, probed in the background so `/readyz` costs no I/O.
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`idgen`]: the order-id worker lease.
@@ -29,7 +30,9 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod conn;
+pub mod cors;
 pub mod deduct;
+pub mod demo;
 pub mod http;
 pub mod idgen;
 pub mod limit;

@@ -49,7 +49,7 @@ impl Histogram {
 }
 
 /// Other endpoints, counted by route and status class.
-const ROUTES: [&str; 8] = [
+const ROUTES: [&str; 10] = [
     "activity",
     "buyer_order",
     "order",
@@ -57,6 +57,8 @@ const ROUTES: [&str; 8] = [
     "healthz",
     "readyz",
     "metrics",
+    "preflight",
+    "demo",
     "other",
 ];
 

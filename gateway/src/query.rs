@@ -22,6 +22,9 @@ pub struct ActivityView {
     pub starts_at: String,
     pub ends_at: String,
     pub state: &'static str,
+    /// The gateway's clock (same format as `starts_at`): pages count down against it, not
+    /// against the buyer's.
+    pub server_time: String,
 }
 
 /// `GET /v1/orders/{order_id}`.
@@ -49,6 +52,7 @@ pub async fn activity(app: &App, id: &str) -> Result<ActivityView, Refusal> {
             .map_err(|e| ledger_refusal(&e, "reading stock"))?
     };
     let meta = &activity.meta;
+    let now = now_ms();
     Ok(ActivityView {
         id: meta.id.to_string(),
         name: meta.name.clone(),
@@ -58,7 +62,8 @@ pub async fn activity(app: &App, id: &str) -> Result<ActivityView, Refusal> {
         per_user_limit: meta.per_user_limit,
         starts_at: rfc3339(meta.starts_at_ms),
         ends_at: rfc3339(meta.ends_at_ms),
-        state: meta.state(now_ms(), stock_left).as_str(),
+        state: meta.state(now, stock_left).as_str(),
+        server_time: rfc3339(now),
     })
 }
 
