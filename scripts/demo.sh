@@ -23,6 +23,8 @@ export SECKILL_PAYMENT_SECRET="${SECKILL_PAYMENT_SECRET:-demo-payment-secret-cha
 # These secrets are published (here); a gateway refuses them unless told it is a demo.
 export SECKILL_ALLOW_DEMO_SECRETS=1
 export SECKILL_LISTEN="${SECKILL_LISTEN:-127.0.0.1:8080}"
+# The storefront page of web/ under /demo/ (production gateways leave it off).
+export SECKILL_DEMO_UI=1
 BASE="http://$SECKILL_LISTEN"
 
 export SECKILL_DATABASE_URL="${SECKILL_DATABASE_URL:-postgres://seckill:seckill@127.0.0.1:5432/seckill}"
@@ -89,5 +91,13 @@ done
 "$BIN/seckillctl" order list "$sale"
 "$BIN/seckillctl" verify "$sale"
 echo "[demo] exactly 10 winners for 10 units, 10 rows in PostgreSQL; ledger and database verified."
-[ -n "${KEEP:-}" ] && echo "[demo] gateway and writer left running on $BASE (try: curl -H 'Authorization: Bearer $first' -X POST $BASE/v1/activities/$sale/orders)"
+if [ -n "${KEEP:-}" ]; then
+  echo "[demo] gateway and writer left running on $BASE (try: curl -H 'Authorization: Bearer $first' -X POST $BASE/v1/activities/$sale/orders)"
+  # A second sale for the storefront page, opening in two minutes: time to open it in a browser.
+  page="$sale-page"
+  "$BIN/seckillctl" activity create --id "$page" --name "Demo headphones" --stock 3 \
+    --price-cents 7900 --per-user-limit 1 --starts-at "$(date -u -d '+2 min' +%Y-%m-%dT%H:%M:%SZ)" --duration 30m >/dev/null
+  buyer=$("$BIN/seckillctl" token mint --user "demo${sale#demo-}page" --ttl 1h)
+  echo "[demo] storefront: $BASE/demo/?activity=$page#token=$buyer (opens in 2 minutes; another buyer: seckillctl token mint --user NAME)"
+fi
 exit 0
