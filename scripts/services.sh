@@ -4,6 +4,8 @@
 #
 #   scripts/services.sh                      # everything: Redis, PostgreSQL, RocketMQ
 #   scripts/services.sh redis                # only what is named
+#   scripts/services.sh redis-cluster        # three Redis Cluster masters on 127.0.0.1:7001-7003
+#   scripts/services.sh rocketmq-2           # the stack's broker plus broker-b on 127.0.0.1:10921
 #   SECKILL_REDIS_APPENDFSYNC=always scripts/services.sh redis   # a Redis that fsyncs every write
 #
 # State lives under $SECKILL_STATE (default ~/.cache/seckill): data dirs and logs.
@@ -16,6 +18,8 @@ PG_URL_BASE="postgres://seckill:seckill@127.0.0.1:5432"
 ROCKETMQ_VERSION=1.0.0
 NAMESRV_PORT=9876
 BROKER_PORT=10911
+BROKER_B_PORT=10921
+REDIS_CLUSTER_PORTS="7001 7002 7003"
 mkdir -p "$STATE/logs"
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -112,16 +116,25 @@ ensure_rocketmq() {
     wait_for "rocketmq name server" 30 port_open "$NAMESRV_PORT"
     log "rocketmq: name server started on 127.0.0.1:$NAMESRV_PORT"
   fi
-  if port_open "$BROKER_PORT"; then
-    log "rocketmq: broker already running on 127.0.0.1:$BROKER_PORT"
-  else
-    cat >"$ROCKETMQ_HOME/broker.toml" <<TOML
+  start_broker broker-a "$BROKER_PORT" "$ROCKETMQ_HOME/store" "$ROCKETMQ_HOME/broker.toml" broker
+}
+
+# start_broker <name> <port> <store dir> <config file> <log name>: one broker under the name
+# server, its own ports (port, port+1 for HA) and store; reused when its port answers.
+start_broker() {
+  local name=$1 port=$2 store=$3 config=$4 logname=$5
+  if port_open "$port"; then
+    log "rocketmq: $name already running on 127.0.0.1:$port"
+    return
+  fi
+  mkdir -p "$store"
+  cat >"$config" <<TOML
 [broker]
-listenPort = $BROKER_PORT
+listenPort = $port
 brokerIp1 = "127.0.0.1"
 brokerIp2 = "127.0.0.1"
 namesrvAddr = "127.0.0.1:$NAMESRV_PORT"
-storePathRootDir = "$ROCKETMQ_HOME/store"
+storePathRootDir = "$store"
 autoCreateTopicEnable = true
 
 # Without this the broker listens on 0.0.0.0 (10909, 10911). Only bindAddress goes here: a
@@ -130,14 +143,14 @@ autoCreateTopicEnable = true
 bindAddress = "127.0.0.1"
 
 [broker.brokerIdentity]
-brokerName = "broker-a"
+brokerName = "$name"
 brokerClusterName = "DefaultCluster"
 brokerId = 0
 
 [store]
 haListenAddress = "127.0.0.1"
-haListenPort = $((BROKER_PORT + 1))
-storePathRootDir = "$ROCKETMQ_HOME/store"
+haListenPort = $((port + 1))
+storePathRootDir = "$store"
 # One pull may bring up to 1024 messages (default 32; 8 from disk): the order writer persists
 # what one pull brings as one batch, and each batch costs a transaction, a transactional
 # message, a mirror call and a timer whatever its size.
@@ -146,10 +159,45 @@ maxTransferBytesOnMessageInMemory = 1048576
 maxTransferCountOnMessageInDisk = 1024
 maxTransferBytesOnMessageInDisk = 1048576
 TOML
-    nohup rocketmq-broker-rust -c "$ROCKETMQ_HOME/broker.toml" >"$STATE/logs/broker.log" 2>&1 &
-    wait_for "rocketmq broker" 60 port_open "$BROKER_PORT"
-    log "rocketmq: broker started on 127.0.0.1:$BROKER_PORT"
+  nohup rocketmq-broker-rust -c "$config" >"$STATE/logs/$logname.log" 2>&1 &
+  wait_for "rocketmq $name" 60 port_open "$port"
+  log "rocketmq: $name started on 127.0.0.1:$port"
+}
+
+# A second broker (broker-b) under the same name server: topics created from now on get queues
+# on both (issue 13's cluster topology).
+ensure_rocketmq_2() {
+  ensure_rocketmq
+  start_broker broker-b "$BROKER_B_PORT" "$ROCKETMQ_HOME/store-b" "$ROCKETMQ_HOME/broker-b.toml" broker-b
+}
+
+# Three Redis Cluster masters on 127.0.0.1:7001-7003 (AOF, no replicas), created once with
+# redis-cli --cluster create and reused while they answer.
+ensure_redis_cluster() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  local nodes=""
+  for port in $REDIS_CLUSTER_PORTS; do
+    nodes="$nodes 127.0.0.1:$port"
+    if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+      continue
+    fi
+    mkdir -p "$STATE/redis-cluster/$port"
+    redis-server --bind 127.0.0.1 --port "$port" --daemonize yes \
+      --dir "$STATE/redis-cluster/$port" --cluster-enabled yes --cluster-config-file nodes.conf \
+      --cluster-node-timeout 5000 --appendonly yes --appendfsync "${SECKILL_REDIS_APPENDFSYNC:-everysec}" \
+      --save '' --auto-aof-rewrite-min-size 1gb --maxclients 10000 \
+      --logfile "$STATE/logs/redis-$port.log"
+    wait_for "redis $port" 10 redis-cli -p "$port" ping
+  done
+  local first=${REDIS_CLUSTER_PORTS%% *}
+  if ! redis-cli -p "$first" cluster info | grep -q '^cluster_state:ok'; then
+    if [ "$(redis-cli -p "$first" cluster info | sed -n 's/^cluster_known_nodes:\([0-9]*\).*/\1/p')" = 1 ]; then
+      # shellcheck disable=SC2086
+      redis-cli --cluster create $nodes --cluster-replicas 0 --cluster-yes >"$STATE/logs/redis-cluster-create.log" 2>&1
+    fi
+    wait_for "redis cluster" 30 sh -c "redis-cli -p $first cluster info | grep -q '^cluster_state:ok'"
   fi
+  log "redis-cluster: 3 masters on$nodes (SECKILL_REDIS_URL=$(for p in $REDIS_CLUSTER_PORTS; do printf 'redis://127.0.0.1:%s,' "$p"; done | sed 's/,$//'))"
 }
 
 if [ $# -eq 0 ]; then
@@ -160,6 +208,8 @@ for service in "$@"; do
     redis) ensure_redis ;;
     postgres) ensure_postgres ;;
     rocketmq) ensure_rocketmq ;;
-    *) log "unknown service $service (redis, postgres, rocketmq)"; exit 2 ;;
+    redis-cluster) ensure_redis_cluster ;;
+    rocketmq-2) ensure_rocketmq_2 ;;
+    *) log "unknown service $service (redis, postgres, rocketmq, redis-cluster, rocketmq-2)"; exit 2 ;;
   esac
 done
