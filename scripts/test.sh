@@ -33,3 +33,7 @@ if cargo tree --locked -p seckill-ledger -e normal --prefix none | grep -Eq "^(r
 fi
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
+echo "== the HTTP contract: docs/openapi.yaml validated, schemathesis against a live gateway"
+scripts/api-check.sh
+echo "== the storefront in a real browser (Chromium, playwright-core)"
+scripts/browser-check.sh

@@ -210,6 +210,9 @@ async function buy() {
   } finally {
     page.busy = false;
     render();
+    // The outcome changed the stock (a win, or the sale sold out): show it now, not at the
+    // next periodic refresh.
+    refresh().catch((error) => showError(error.message));
   }
 }
 

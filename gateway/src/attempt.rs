@@ -35,7 +35,7 @@ use crate::catalog::{Activity, Holders};
 use crate::config::Confirm;
 use crate::deduct::DeductError;
 use crate::outcome::{AttemptOutcome, Refusal};
-use crate::{auth, App};
+use crate::{auth, wire, App};
 
 /// Largest quantity one attempt may ask for (the per-user limit usually bounds it further).
 pub const MAX_QUANTITY: u32 = 100;
@@ -45,7 +45,10 @@ const DEFAULT_CHANNEL: &str = "web";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AttemptBody {
+    // As the contract types them (`crate::wire`): `2.0` is 2, `null` is not "absent".
+    #[serde(default, deserialize_with = "wire::optional_integer")]
     quantity: Option<u32>,
+    #[serde(default, deserialize_with = "wire::present")]
     channel: Option<String>,
 }
 

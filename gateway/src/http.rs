@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -215,18 +215,29 @@ pub async fn handle(
     Ok(response)
 }
 
-/// The paths the gateway answers (any method).
-fn known(segments: &[&str]) -> bool {
-    matches!(
-        segments,
+/// The methods a path answers, as its `Allow` header (RFC 9110: a `405` lists them), or `None`
+/// for a path the gateway does not have.
+fn allowed_methods(segments: &[&str], demo_ui: bool) -> Option<&'static str> {
+    Some(match segments {
         ["v1", "activities", _]
-            | ["v1", "activities", _, "order" | "orders"]
-            | ["v1", "orders", _]
-            | ["v1", "payments", "notify"]
-            | ["healthz"]
-            | ["readyz"]
-            | ["metrics"]
-    )
+        | ["v1", "activities", _, "order"]
+        | ["healthz"]
+        | ["readyz"]
+        | ["metrics"] => "GET, OPTIONS",
+        ["v1", "activities", _, "orders"] | ["v1", "payments", "notify"] => "POST, OPTIONS",
+        ["v1", "orders", _] => "GET, DELETE, OPTIONS",
+        ["demo"] | ["demo", _] if demo_ui => "GET",
+        _ => return None,
+    })
+}
+
+/// `405`, with the methods the path does answer.
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = refusal(&Refusal::MethodNotAllowed);
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
@@ -246,20 +257,21 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
     }
 
     // A CORS preflight: answered from memory, its headers added by `handle` for our origins.
-    if method == Method::OPTIONS && known(&segments) {
+    let allow = allowed_methods(&segments, app.config.demo_ui);
+    if method == Method::OPTIONS && allow.is_some_and(|methods| methods.ends_with("OPTIONS")) {
         app.metrics.observe_request("preflight", 204);
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::NO_CONTENT;
         return response;
     }
 
-    if let ["v1", "activities", _, "orders"] = segments[..] {
-        return refusal(&Refusal::MethodNotAllowed);
+    if let (["v1", "activities", _, "orders"], Some(allow)) = (&segments[..], allow) {
+        return method_not_allowed(allow);
     }
 
-    if let ["v1", "payments", "notify"] = segments[..] {
+    if let (["v1", "payments", "notify"], Some(allow)) = (&segments[..], allow) {
         if method != Method::POST {
-            return refusal(&Refusal::MethodNotAllowed);
+            return method_not_allowed(allow);
         }
         let response = match read_body(
             body,
@@ -324,8 +336,12 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
             );
             ("metrics", response)
         }
-        (_, segments) if known(segments) => ("other", refusal(&Refusal::MethodNotAllowed)),
-        _ => ("other", refusal(&Refusal::RouteNotFound)),
+        _ => match allow {
+            // A GET of a file the demo page does not have.
+            Some(_) if method == Method::GET => ("other", refusal(&Refusal::RouteNotFound)),
+            Some(allow) => ("other", method_not_allowed(allow)),
+            None => ("other", refusal(&Refusal::RouteNotFound)),
+        },
     };
     app.metrics
         .observe_request(route, response.status().as_u16());

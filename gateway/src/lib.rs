@@ -44,6 +44,7 @@ pub mod query;
 pub mod ready;
 pub mod relay;
 pub mod timing;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -31,6 +31,7 @@ use crate::App;
 struct Notice {
     order_id: String,
     payment_id: String,
+    #[serde(deserialize_with = "crate::wire::integer")]
     amount_cents: i64,
 }
 

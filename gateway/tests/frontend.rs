@@ -216,6 +216,13 @@ async fn the_storefront_is_served_only_when_asked() {
         (missing.status, missing.error()),
         (StatusCode::NOT_FOUND, "not_found")
     );
+    // The page is read-only: another method is 405 with what it takes (not 404).
+    let post = on.send(Method::POST, "/demo/", None, b"").await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(header(&post, "allow"), Some("GET"));
+    // Without the page, its path is nobody's.
+    let post = off.send(Method::POST, "/demo/", None, b"").await;
+    assert_eq!(post.status, StatusCode::NOT_FOUND);
     // The API is untouched by it.
     assert_eq!(on.get("/healthz", None).await.status, StatusCode::OK);
 }

@@ -82,7 +82,8 @@ async fn quantity_and_channel_body_and_limit_exceeded() {
             Method::POST,
             &path,
             Some(&bob),
-            br#"{"quantity":2,"channel":"app"}"#,
+            // `2.0` is JSON Schema's integer 2 (schemathesis sent one; it was a 400).
+            br#"{"quantity":2.0,"channel":"app"}"#,
         )
         .await;
     assert_eq!(won.status, StatusCode::ACCEPTED, "{}", won.text);
@@ -359,6 +360,11 @@ async fn bad_json_bad_fields_and_oversized_bodies_are_400() {
         br#"{"quantity":1000}"#,
         br#"{"qty":1}"#,
         br#"{"channel":"a b"}"#,
+        // Found by schemathesis (scripts/api-check.sh): `null` was taken as "absent".
+        br#"{"channel":null}"#,
+        br#"{"quantity":null}"#,
+        br#"{"quantity":1.5}"#,
+        br#"{"quantity":-1}"#,
         br#"[1,2]"#,
         big.as_bytes(),
     ] {
@@ -629,13 +635,32 @@ async fn activity_view_health_ready_metrics_and_unknown_routes() {
         let r = gw.get(path, None).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
     }
+    // A 405 lists the methods the path answers (RFC 9110; schemathesis checks it).
+    let allow = |r: &Reply| {
+        r.headers
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let r = gw.send(Method::DELETE, "/healthz", None, b"").await;
     assert_eq!(
         (r.status, r.error()),
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
     );
+    assert_eq!(allow(&r).as_deref(), Some("GET, OPTIONS"));
     let r = gw.get(&format!("/v1/activities/{id}/orders"), None).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(allow(&r).as_deref(), Some("POST, OPTIONS"));
+    let trace = Method::from_bytes(b"TRACE").unwrap();
+    for (path, methods) in [
+        ("/v1/orders/1", "GET, DELETE, OPTIONS"),
+        ("/v1/payments/notify", "POST, OPTIONS"),
+        ("/v1/activities/x/order", "GET, OPTIONS"),
+    ] {
+        let r = gw.send(trace.clone(), path, None, b"").await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(allow(&r).as_deref(), Some(methods), "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
