@@ -27,11 +27,12 @@ VENV="$STATE/venv-api"
 PINS="openapi-spec-validator==0.9.0 schemathesis==4.32.5"
 if ! "$VENV/bin/python" -c 'import schemathesis, openapi_spec_validator' 2>/dev/null \
   || [ "$(cat "$VENV/pins" 2>/dev/null)" != "$PINS" ]; then
-  command -v python3 >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
-  python3 -m venv "$VENV" 2>/dev/null || {
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-    python3 -m venv "$VENV"
-  }
+  if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
   echo "[api-check] installing $PINS" >&2
   "$VENV/bin/pip" install -q $PINS
   echo "$PINS" >"$VENV/pins"
