@@ -41,44 +41,12 @@ fi
 echo "== openapi-spec-validator docs/openapi.yaml"
 "$VENV/bin/openapi-spec-validator" docs/openapi.yaml
 
-started=""
-cleanup() {
-  [ -n "$started" ] && kill $started 2>/dev/null
-  wait 2>/dev/null || true
-  redis-cli -p "$PORT_REDIS" shutdown nosave >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-redis-cli -p "$PORT_REDIS" shutdown nosave >/dev/null 2>&1 || true
-redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$OUT" >"$OUT/redis.log" 2>&1 &
-started="$started $!"
-for _ in $(seq 1 100); do redis-cli -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
-
-export SECKILL_REDIS_URL="redis://127.0.0.1:$PORT_REDIS"
-export SECKILL_AUTH_SECRET="demo-secret-change-me-0123456789"
-export SECKILL_PAYMENT_SECRET="demo-payment-secret-change-me-0123"
-export SECKILL_ALLOW_DEMO_SECRETS=1
-export SECKILL_DEMO_UI=1
+. scripts/lib/private-stack.sh
 export SECKILL_CORS_ORIGINS="http://127.0.0.1:5173"
-export SECKILL_LISTEN="$LISTEN"
 # The tester is one user sending thousands of requests: a per-user bucket sized for humans
 # would answer most of them 429 (documented, so not a failure, but it would test little else).
 export SECKILL_RATE_PER_USER=100000
-db="seckill_api_check"
-psql postgres://seckill:seckill@127.0.0.1:5432/seckill -qc "DROP DATABASE IF EXISTS $db" \
-  -c "CREATE DATABASE $db"
-export SECKILL_DATABASE_URL="postgres://seckill:seckill@127.0.0.1:5432/$db"
-
-run="$(date +%s)"
-SECKILL_WRITER_GROUP="api_check_$run" SECKILL_WRITER_ACTIVITIES="phone-2026" \
-  SECKILL_WRITER_START_AT="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-  "$BIN/seckill-order-writer" >"$OUT/writer.log" 2>&1 &
-started="$started $!"
-"$BIN/seckill-gateway" >"$OUT/gateway.log" 2>&1 &
-started="$started $!"
-for _ in $(seq 1 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "$BASE/readyz" >/dev/null || { echo "[api-check] gateway not ready (log: $OUT/gateway.log)" >&2; exit 1; }
+start_private_stack "$PORT_REDIS" "$LISTEN" seckill_api_check phone-2026 "$OUT"
 
 # The spec's example activity, open for the whole run, with stock for every attempt the tester
 # can make (it buys through `attempt` many times: per-user limit large too).

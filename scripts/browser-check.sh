@@ -32,41 +32,9 @@ if ! cmp -s web/test/package-lock.json web/test/node_modules/.seckill-lock 2>/de
   cp web/test/package-lock.json web/test/node_modules/.seckill-lock
 fi
 
-started=""
-cleanup() {
-  [ -n "$started" ] && kill $started 2>/dev/null
-  wait 2>/dev/null || true
-  redis-cli -p "$PORT_REDIS" shutdown nosave >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-# A Redis of its own: nothing else's traffic or flags reach this sale.
-redis-cli -p "$PORT_REDIS" shutdown nosave >/dev/null 2>&1 || true
-redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$OUT" >"$OUT/redis.log" 2>&1 &
-started="$started $!"
-for _ in $(seq 1 100); do redis-cli -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
-
-export SECKILL_REDIS_URL="redis://127.0.0.1:$PORT_REDIS"
-export SECKILL_AUTH_SECRET="demo-secret-change-me-0123456789"
-export SECKILL_PAYMENT_SECRET="demo-payment-secret-change-me-0123"
-export SECKILL_ALLOW_DEMO_SECRETS=1
-export SECKILL_DEMO_UI=1
-export SECKILL_LISTEN="$LISTEN"
-db="seckill_browser_check"
-psql postgres://seckill:seckill@127.0.0.1:5432/seckill -qc "DROP DATABASE IF EXISTS $db" \
-  -c "CREATE DATABASE $db"
-export SECKILL_DATABASE_URL="postgres://seckill:seckill@127.0.0.1:5432/$db"
-
+. scripts/lib/private-stack.sh
 sale="shop-$(date +%s)"
-SECKILL_WRITER_GROUP="browser_check_$sale" SECKILL_WRITER_ACTIVITIES="$sale" \
-  SECKILL_WRITER_START_AT="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-  "$BIN/seckill-order-writer" >"$OUT/writer.log" 2>&1 &
-started="$started $!"
-"$BIN/seckill-gateway" >"$OUT/gateway.log" 2>&1 &
-started="$started $!"
-for _ in $(seq 1 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "$BASE/readyz" >/dev/null || { echo "[browser-check] gateway not ready (log: $OUT/gateway.log)" >&2; exit 1; }
+start_private_stack "$PORT_REDIS" "$LISTEN" seckill_browser_check "$sale" "$OUT"
 
 "$BIN/seckillctl" activity create --id "$sale" --name "Browser-check headphones" --stock "$STOCK" \
   --price-cents 7900 --per-user-limit 1 \
