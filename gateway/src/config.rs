@@ -17,6 +17,9 @@ use crate::timing::Timing;
 pub struct Config {
     /// `SECKILL_LISTEN`, default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// `SECKILL_ADMIN_LISTEN`, default none: a second listener for `/metrics`, `/readyz` and
+    /// `/healthz`. When set, the public listener answers `/metrics` and `/readyz` with 404.
+    pub admin_listen: Option<SocketAddr>,
     /// `SECKILL_REDIS_URL`, default `redis://127.0.0.1:6379`.
     pub redis_url: String,
     /// `SECKILL_AUTH_SECRET`, required: the HMAC key of user tokens.
@@ -91,6 +94,7 @@ pub const DEFAULT_DEDUCT_SLOTS: usize = 2;
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    admin_listen: Option<String>,
     redis_url: Option<String>,
     auth_secret: Option<String>,
     payment_secret: Option<String>,
@@ -142,6 +146,27 @@ impl Config {
                 "SECKILL_LISTEN={listen_text:?} is not an address like 127.0.0.1:8080"
             ))
         })?;
+        let admin_text = settings
+            .raw("SECKILL_ADMIN_LISTEN")
+            .or(file.admin_listen)
+            .filter(|text| !text.is_empty());
+        let admin_listen = match admin_text {
+            None => None,
+            Some(text) => {
+                let admin: SocketAddr = text.parse().map_err(|_| {
+                    ConfigError::new(format!(
+                        "SECKILL_ADMIN_LISTEN={text:?} is not an address like 127.0.0.1:9090"
+                    ))
+                })?;
+                if admin == listen && admin.port() != 0 {
+                    return Err(ConfigError::new(format!(
+                        "SECKILL_ADMIN_LISTEN={text:?} is SECKILL_LISTEN's address; the admin \
+                         listener needs one of its own"
+                    )));
+                }
+                Some(admin)
+            }
+        };
         let redis_url = settings.get(
             "SECKILL_REDIS_URL",
             file.redis_url,
@@ -234,6 +259,7 @@ impl Config {
             batching,
             payment_secret,
             listen,
+            admin_listen,
             redis_url,
             rocketmq_namesrv,
             auth_secret,
@@ -322,6 +348,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.rate_per_user, 3);
         assert_eq!(config.max_inflight, DEFAULT_MAX_INFLIGHT);
+        assert_eq!(config.admin_listen, None);
         assert!(
             !format!("{config:?}").contains("0123456789abcdef"),
             "secret leaked"
@@ -342,6 +369,8 @@ mod tests {
             ("SECKILL_WRITE_TIMEOUT", "0s"),
             ("SECKILL_HEADER_TIMEOUT", "never"),
             ("SECKILL_CORS_ORIGINS", "shop.example.com"),
+            ("SECKILL_ADMIN_LISTEN", "admin"),
+            ("SECKILL_ADMIN_LISTEN", DEFAULT_LISTEN),
         ] {
             let err = Config::from_sources(
                 None,
@@ -363,13 +392,14 @@ mod tests {
         let path = dir.join("gateway.toml");
         std::fs::write(
             &path,
-            "auth_secret = \"from-file-0123456789\"\npayment_secret = \"pay-from-file-0123456\"\nrate_per_user = 7\nmax_inflight = 9\n",
+            "auth_secret = \"from-file-0123456789\"\npayment_secret = \"pay-from-file-0123456\"\nrate_per_user = 7\nmax_inflight = 9\nadmin_listen = \"127.0.0.1:9090\"\n",
         )
         .unwrap();
         let config =
             Config::from_sources(Some(&path), env(&[("SECKILL_MAX_INFLIGHT", "11")])).unwrap();
         assert_eq!(config.auth_secret.expose(), b"from-file-0123456789");
         assert_eq!((config.rate_per_user, config.max_inflight), (7, 11));
+        assert_eq!(config.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
         std::fs::write(&path, "nonsense = 1\n").unwrap();
         assert!(Config::from_sources(Some(&path), env(&[])).is_err());
     }

@@ -200,11 +200,24 @@ async fn buy(
     }
 }
 
+/// The listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// `SECKILL_LISTEN`: the API (and, without an admin listener, `/metrics` and `/readyz`).
+    Public,
+    /// `SECKILL_ADMIN_LISTEN`: `/metrics`, `/readyz` and `/healthz` only.
+    Admin,
+}
+
 /// The hyper service: one request in, one response out.
 pub async fn handle(
     app: Arc<App>,
+    listener: Listener,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    if listener == Listener::Admin {
+        return Ok(admin_route(&app, &request));
+    }
     // Nothing to look at unless origins are configured (`crate::cors`).
     let origin = app.config.cors.allowed(request.headers());
     let preflight = request.method() == Method::OPTIONS;
@@ -215,15 +228,13 @@ pub async fn handle(
     Ok(response)
 }
 
-/// The methods a path answers, as its `Allow` header (RFC 9110: a `405` lists them), or `None`
-/// for a path the gateway does not have.
-fn allowed_methods(segments: &[&str], demo_ui: bool) -> Option<&'static str> {
+/// The methods a path of the public listener answers, as its `Allow` header (RFC 9110: a `405`
+/// lists them), or `None` for a path it does not have. `/readyz` and `/metrics` are not its
+/// own when an admin listener serves them (`admin_apart`).
+fn allowed_methods(segments: &[&str], demo_ui: bool, admin_apart: bool) -> Option<&'static str> {
     Some(match segments {
-        ["v1", "activities", _]
-        | ["v1", "activities", _, "order"]
-        | ["healthz"]
-        | ["readyz"]
-        | ["metrics"] => "GET, OPTIONS",
+        ["v1", "activities", _] | ["v1", "activities", _, "order"] | ["healthz"] => "GET, OPTIONS",
+        ["readyz"] | ["metrics"] if !admin_apart => "GET, OPTIONS",
         ["v1", "activities", _, "orders"] | ["v1", "payments", "notify"] => "POST, OPTIONS",
         ["v1", "orders", _] => "GET, DELETE, OPTIONS",
         ["demo"] | ["demo", _] if demo_ui => "GET",
@@ -257,7 +268,8 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
     }
 
     // A CORS preflight: answered from memory, its headers added by `handle` for our origins.
-    let allow = allowed_methods(&segments, app.config.demo_ui);
+    let admin_apart = app.config.admin_listen.is_some();
+    let allow = allowed_methods(&segments, app.config.demo_ui, admin_apart);
     if method == Method::OPTIONS && allow.is_some_and(|methods| methods.ends_with("OPTIONS")) {
         app.metrics.observe_request("preflight", 204);
         let mut response = Response::new(Full::new(Bytes::new()));
@@ -321,21 +333,9 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
             "order",
             ok_or_refusal(query::order(&app, &parts.headers, id).await),
         ),
-        (&Method::GET, ["healthz"]) => (
-            "healthz",
-            json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        ),
-        (&Method::GET, ["readyz"]) => ("readyz", ready(&app)),
-        (&Method::GET, ["metrics"]) => {
-            let mut response = Response::new(Full::new(Bytes::from(
-                app.metrics.render(app.ledger.script_reloads()),
-            )));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            ("metrics", response)
-        }
+        (&Method::GET, ["healthz"]) => ("healthz", healthz()),
+        (&Method::GET, ["readyz"]) if !admin_apart => ("readyz", ready(&app)),
+        (&Method::GET, ["metrics"]) if !admin_apart => ("metrics", metrics(&app)),
         _ => match allow {
             // A GET of a file the demo page does not have.
             Some(_) if method == Method::GET => ("other", refusal(&Refusal::RouteNotFound)),
@@ -345,6 +345,37 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
     };
     app.metrics
         .observe_request(route, response.status().as_u16());
+    response
+}
+
+/// The admin listener (`SECKILL_ADMIN_LISTEN`): what operators and probes ask, apart from the
+/// crowd's door. No CORS, no API.
+fn admin_route(app: &App, request: &Request<Incoming>) -> Response<Body> {
+    let (route, response) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz") => ("healthz", healthz()),
+        (&Method::GET, "/readyz") => ("readyz", ready(app)),
+        (&Method::GET, "/metrics") => ("metrics", metrics(app)),
+        (_, "/healthz" | "/readyz" | "/metrics") => ("other", method_not_allowed("GET")),
+        _ => ("other", refusal(&Refusal::RouteNotFound)),
+    };
+    app.metrics
+        .observe_request(route, response.status().as_u16());
+    response
+}
+
+fn healthz() -> Response<Body> {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+/// Prometheus text.
+fn metrics(app: &App) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(
+        app.metrics.render(app.ledger.script_reloads()),
+    )));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     response
 }
 

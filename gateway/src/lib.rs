@@ -117,10 +117,15 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(ACCEPT_BACKLOG)
 }
 
-/// A gateway bound to its listener, ready to serve.
+/// Connections the admin listener holds at once: probes and scrapers, not a crowd.
+const ADMIN_CONNECTIONS: usize = 64;
+
+/// A gateway bound to its listeners, ready to serve.
 pub struct Gateway {
     app: Arc<App>,
     listener: TcpListener,
+    /// `SECKILL_ADMIN_LISTEN`'s, if set.
+    admin: Option<TcpListener>,
     instance: String,
     mq: MqRuntime,
 }
@@ -135,9 +140,14 @@ impl Gateway {
         Self::bind(config, listener).await
     }
 
-    /// As [`Gateway::build`], on a listener the caller made (tests bind port 0).
+    /// As [`Gateway::build`], on a listener the caller made (tests bind port 0). The admin
+    /// listener, if configured, is bound here.
     pub async fn bind(config: Config, listener: TcpListener) -> Result<Self, StartError> {
         config.timing.check()?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(listen(addr).map_err(|source| StartError::Bind { addr, source })?),
+            None => None,
+        };
         let ledger_error = |source| StartError::Ledger {
             url: seckill_service::redact_url(&config.redis_url),
             source,
@@ -197,6 +207,7 @@ impl Gateway {
         Ok(Gateway {
             app: Arc::new(app),
             listener,
+            admin,
             instance,
             mq,
         })
@@ -206,6 +217,11 @@ impl Gateway {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| self.app.config.listen)
+    }
+
+    /// Where the admin listener listens, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The shared state (tests read metrics from it).
@@ -218,6 +234,7 @@ impl Gateway {
         let Gateway {
             app,
             listener,
+            admin,
             instance,
             mq,
         } = self;
@@ -247,70 +264,41 @@ impl Gateway {
             tokio::spawn(forget_idle_users(app.clone(), stop_rx)),
         ];
 
-        let mut http = hyper::server::conn::http1::Builder::new();
+        let mut server = Server {
+            http: hyper::server::conn::http1::Builder::new(),
+            graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+            accepted: 0,
+        };
         // Slow or idle clients must not hold a connection forever, nor one connection much
         // memory (`conn`).
-        http.timer(TokioTimer::new())
+        server
+            .http
+            .timer(TokioTimer::new())
             .header_read_timeout(app.config.timing.header_read)
             .max_buf_size(conn::BUFFER);
-        // One permit per open connection: the cap is checked before hyper sees the stream.
-        let connections = Arc::new(Semaphore::new(app.config.max_connections));
-        let mut accepted_count: u64 = 0;
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // One permit per open connection: the caps are checked before hyper sees the stream.
+        let public = Arc::new(Semaphore::new(app.config.max_connections));
+        let admin_connections = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
         tokio::pin!(shutdown);
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway listening");
+        if let Some(admin) = &admin {
+            tracing::info!(addr = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener: /metrics, /readyz, /healthz");
+        }
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let stream = match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(e) => {
-                            // EMFILE and friends: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(permit) = connections.clone().try_acquire_owned() else {
-                        // Closed at once: refusing must cost less than serving.
-                        app.metrics.connection_refused();
-                        drop(stream);
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    conn::bound_socket(&stream);
-                    let metrics = app.metrics.clone();
-                    let service = {
-                        let app = app.clone();
-                        // Boxed: hyper keeps room for its service's future in every connection
-                        // from the start, idle or not; the handler's future is tens of KiB, a
-                        // box is a pointer (one allocation per request instead).
-                        service_fn(move |request| Box::pin(http::handle(app.clone(), request)))
-                    };
-                    accepted_count += 1;
-                    let write_timeout = conn::spread(app.config.timing.write, accepted_count);
-                    let stream = conn::Bounded::new(stream, write_timeout);
-                    let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                    metrics.connections_add(1);
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            if e.is_timeout() {
-                                metrics.header_timeout();
-                            } else if conn::is_write_timeout(&e) {
-                                metrics.write_timeout();
-                            }
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                        metrics.connections_add(-1);
-                        drop(permit);
-                    });
+                    server.accept(&app, accepted, &public, http::Listener::Public).await;
+                }
+                accepted = accept_on(admin.as_ref()) => {
+                    server.accept(&app, accepted, &admin_connections, http::Listener::Admin).await;
                 }
                 () = &mut shutdown => break,
             }
         }
+        drop(admin);
         drop(listener);
         tracing::info!("shutting down: draining in-flight requests");
-        if tokio::time::timeout(app.config.timing.drain, graceful.shutdown())
+        if tokio::time::timeout(app.config.timing.drain, server.graceful.shutdown())
             .await
             .is_err()
         {
@@ -328,6 +316,80 @@ impl Gateway {
             tracing::warn!("RocketMQ client runtime did not stop within {mq_wait:?}");
         }
         tracing::info!("gateway stopped");
+    }
+}
+
+/// What every accepted connection is served with.
+struct Server {
+    http: hyper::server::conn::http1::Builder,
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+    /// Connections accepted so far (spreads the write timeouts, [`conn::spread`]).
+    accepted: u64,
+}
+
+impl Server {
+    /// Serves one accepted connection on a task of its own, if `cap` has room for it.
+    async fn accept(
+        &mut self,
+        app: &Arc<App>,
+        accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+        cap: &Arc<Semaphore>,
+        listener: http::Listener,
+    ) {
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+        };
+        let Ok(permit) = cap.clone().try_acquire_owned() else {
+            // Closed at once: refusing must cost less than serving.
+            app.metrics.connection_refused();
+            drop(stream);
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        conn::bound_socket(&stream);
+        let metrics = app.metrics.clone();
+        let service = {
+            let app = app.clone();
+            // Boxed: hyper keeps room for its service's future in every connection from the
+            // start, idle or not; the handler's future is tens of KiB, a box is a pointer (one
+            // allocation per request instead).
+            service_fn(move |request| Box::pin(http::handle(app.clone(), listener, request)))
+        };
+        self.accepted += 1;
+        let write_timeout = conn::spread(app.config.timing.write, self.accepted);
+        let stream = conn::Bounded::new(stream, write_timeout);
+        let connection = self
+            .graceful
+            .watch(self.http.serve_connection(TokioIo::new(stream), service));
+        metrics.connections_add(1);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                if e.is_timeout() {
+                    metrics.header_timeout();
+                } else if conn::is_write_timeout(&e) {
+                    metrics.write_timeout();
+                }
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            metrics.connections_add(-1);
+            drop(permit);
+        });
+    }
+}
+
+/// The next connection on `listener`; never, if there is none.
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -664,6 +664,64 @@ async fn activity_view_health_ready_metrics_and_unknown_routes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_listener_takes_metrics_and_readyz_off_the_public_door() {
+    let gw = TestGateway::start(&[("SECKILL_ADMIN_LISTEN", "127.0.0.1:0")]).await;
+    let admin = gw.admin.as_ref().expect("the admin listener is bound");
+    assert_ne!(admin.addr, gw.addr);
+    let ledger = ledger_at(&redis_url()).await;
+    let id = open(&ledger, "admin", 5, 1).await;
+    assert_eq!(gw.attempt(&id, "a1").await.status, StatusCode::ACCEPTED);
+
+    // The public door: the API and /healthz, no /metrics or /readyz (not even in a preflight).
+    for path in ["/metrics", "/readyz"] {
+        let r = gw.get(path, None).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
+        let r = gw.send(Method::OPTIONS, path, None, b"").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "OPTIONS {path}");
+    }
+    assert_eq!(gw.get("/healthz", None).await.status, StatusCode::OK);
+
+    // The admin door: the three probes, nothing of the API.
+    let metrics = admin.get("/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics
+            .text
+            .contains("seckill_attempts_total{outcome=\"won\"} 1"),
+        "{}",
+        metrics.text
+    );
+    assert_eq!(admin.get("/readyz", None).await.json["redis"], "ok");
+    assert_eq!(admin.get("/healthz", None).await.json["status"], "ok");
+    let r = admin.send(Method::POST, "/metrics", None, b"").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers.get("allow").unwrap(), "GET");
+    for path in [
+        format!("/v1/activities/{id}"),
+        "//metrics".to_owned(),
+        "/demo/".to_owned(),
+    ] {
+        let r = admin.get(&path, None).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
+    }
+    let r = admin.attempt(&id, "a2").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        ledger.stock_left(&ActivityKeys::new(&id)).await.unwrap(),
+        4,
+        "nothing was sold through the admin door"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_reports_a_dead_redis_and_attempts_get_503() {
     let redis = PrivateRedis::start().await;
     let gw = TestGateway::start_with(&redis.url, &[]).await;

@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 pub struct TestGateway {
     pub app: Arc<App>,
     http: Http,
+    /// The admin listener's client, when `SECKILL_ADMIN_LISTEN` was set.
+    pub admin: Option<Http>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -37,6 +39,7 @@ impl TestGateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway = Gateway::bind(config, listener).await.unwrap();
         let http = Http::new(gateway.local_addr());
+        let admin = gateway.admin_addr().map(Http::new);
         let app = gateway.app();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(gateway.run_until(async {
@@ -45,6 +48,7 @@ impl TestGateway {
         TestGateway {
             app,
             http,
+            admin,
             stop: Some(stop),
             task: Some(task),
         }
