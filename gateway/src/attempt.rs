@@ -273,6 +273,7 @@ async fn decide(app: &Arc<App>, attempt: &ParsedAttempt) -> Result<AttemptOutcom
     };
 
     // Phase 4, deduct (batched with the attempts queued meanwhile).
+    app.catalog.serving(&activity);
     let deducted = app
         .deducter
         .deduct(&activity, &attempt.user, attempt.quantity, &attempt.channel)

@@ -13,7 +13,8 @@
 //! event of an activity created a moment ago was lost.
 //!
 //! Freshness: a `sk:events` pub/sub listener applies `sold_out` / `stock_back` / `changed`
-//! events at once; because pub/sub can drop messages (reconnects), a refresher also reloads every
+//! events at once (`changed` loads the activity, created or changed: a sale's first crowd finds
+//! it cached); because pub/sub can drop messages (reconnects), a refresher also reloads every
 //! cached activity and the id set every couple of seconds, which resets the flag from the real
 //! stock.
 
@@ -50,6 +51,8 @@ pub struct Activity {
     /// Read once after sell-out (concurrent askers wait for the one read); replaced by an empty
     /// cell whenever the flag goes down, so a read begun before that is never used.
     holders: ArcSwap<OnceCell<Holders>>,
+    /// Set once this instance sent an attempt on it to the ledger ([`Catalog::serving`]).
+    served: AtomicBool,
 }
 
 impl Activity {
@@ -60,6 +63,7 @@ impl Activity {
             sold_out: AtomicBool::new(counters.stock <= 0),
             counters,
             holders: ArcSwap::from_pointee(OnceCell::new()),
+            served: AtomicBool::new(false),
         }
     }
 
@@ -87,6 +91,9 @@ pub struct Catalog {
     existing: ArcSwap<HashSet<ActivityId>>,
     /// When a miss last re-read `existing` (see [`MISS_REREAD`]).
     last_miss_reread: Mutex<Option<Instant>>,
+    /// The activities this instance has deducted in: the relay's ([`Catalog::served`]). Every
+    /// activity is cached, but only these have outbox entries this instance may have left.
+    served: Mutex<HashSet<ActivityId>>,
 }
 
 impl Catalog {
@@ -98,6 +105,7 @@ impl Catalog {
             entries: ArcSwap::from_pointee(HashMap::new()),
             existing: ArcSwap::from_pointee(HashSet::new()),
             last_miss_reread: Mutex::new(None),
+            served: Mutex::new(HashSet::new()),
         };
         catalog.read_existing().await?;
         Ok(catalog)
@@ -108,9 +116,22 @@ impl Catalog {
         self.entries.load().get(id).cloned()
     }
 
-    /// Ids of every cached activity.
-    pub fn ids(&self) -> Vec<ActivityId> {
-        self.entries.load().keys().cloned().collect()
+    /// Notes that an attempt on `activity` goes to the ledger. One atomic load on the hot path,
+    /// a lock only the first time (and once after each reload).
+    pub fn serving(&self, activity: &Activity) {
+        if !activity.served.swap(true, Ordering::Relaxed) {
+            if let Ok(mut served) = self.served.lock() {
+                served.insert(activity.keys.id.clone());
+            }
+        }
+    }
+
+    /// Ids of the activities this instance has deducted in.
+    pub fn served(&self) -> Vec<ActivityId> {
+        self.served
+            .lock()
+            .map(|served| served.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// False if `id` is not among the activities that exist, as far as this instance knows. No
@@ -182,6 +203,9 @@ impl Catalog {
         // A periodic reload keeps the holders read after sell-out while nothing was won or
         // given back since (every win adds an order; a release moves reserved).
         if let Some(previous) = self.cached(id) {
+            activity
+                .served
+                .store(previous.served.load(Ordering::Relaxed), Ordering::Relaxed);
             let unchanged = |a: &Counters, b: &Counters| {
                 (a.stock, a.reserved, a.sold, a.orders) == (b.stock, b.reserved, b.sold, b.orders)
             };
@@ -234,12 +258,12 @@ impl Catalog {
             }
             LedgerEvent::StockBack(id) => self.clear_sold_out(&id),
             LedgerEvent::Changed(id) => {
-                // Announced after the activity was written: it exists.
+                // Announced after the activity was written: it exists. Loaded now, created or
+                // changed, so that the crowd at the start of a sale finds it cached instead of
+                // each of its first attempts loading it.
                 self.note_existing(&id);
-                if self.cached(&id).is_some() {
-                    if let Err(e) = self.load(&id).await {
-                        tracing::warn!(activity = %id, error = %e, "reload after change failed");
-                    }
+                if let Err(e) = self.load(&id).await {
+                    tracing::warn!(activity = %id, error = %e, "load after change failed");
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The outbox relay: republishes won orders the broker never confirmed.
 //!
-//! Every `relay_tick` it looks at the activities this instance serves (the catalog), and every
+//! Every `relay_tick` it looks at the activities this instance has deducted in
+//! ([`crate::catalog::Catalog::served`]), and every
 //! `relay_full_sweep` at every activity ever created (an instance that died may have left orders
 //! in an activity nobody here serves). It claims outbox entries older than `relay_age` — longer
 //! than any request's own wait for its send, checked at start ([`crate::timing`]) — (the claim
@@ -36,7 +37,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One pass over the outboxes (of every activity if `all`, else of the cached ones).
+/// One pass over the outboxes (of every activity if `all`, else of those this instance served).
 /// Returns how many orders were republished.
 pub async fn relay_once(app: &App, all: bool) -> usize {
     let activities = if all {
@@ -48,7 +49,7 @@ pub async fn relay_once(app: &App, all: bool) -> usize {
             }
         }
     } else {
-        app.catalog.ids()
+        app.catalog.served()
     };
     let mut relayed = 0;
     for id in activities {

@@ -793,6 +793,48 @@ async fn a_batch_mirror_moves_each_order_once_and_never_backwards() {
     assert_balanced(&ledger, &keys).await;
 }
 
+#[tokio::test]
+async fn a_mirror_bigger_than_one_chunk_moves_every_order_and_counts_them_all() {
+    use seckill_ledger::ledger::{MirrorCounts, MIRROR_CHUNK};
+    use seckill_ledger::OrderId;
+
+    let ledger = ledger().await;
+    let n = 2 * MIRROR_CHUNK + 44;
+    let keys = open_activity(&ledger, "mirror-chunks", n as i64, 1).await;
+    let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    let users: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut batch = win_each(&ledger, &keys, &users).await;
+    // Unknown ids in the first and the last chunk.
+    batch.insert(0, OrderId(41));
+    batch.push(OrderId(43));
+    use OrderStatus::*;
+    let counts = ledger
+        .mirror(&keys, &batch, PendingPayment, Queued)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        MirrorCounts {
+            changed: n as u64,
+            already: 0,
+            unknown: 2,
+            not_allowed: 0
+        }
+    );
+    for order in &batch[1..=n] {
+        assert_eq!(
+            ledger
+                .order_in(&keys, *order)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            PendingPayment
+        );
+    }
+    assert_balanced(&ledger, &keys).await;
+}
+
 /// On a private Redis: on the shared one, any other test's start-up (SCRIPT LOAD) can land
 /// between our SCRIPT FLUSH and our deduct.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
