@@ -116,9 +116,12 @@ impl Catalog {
         self.entries.load().get(id).cloned()
     }
 
-    /// Notes that an attempt on `activity` goes to the ledger. One atomic load on the hot path,
-    /// a lock only the first time (and once after each reload).
+    /// Notes that an attempt on `activity` goes to the ledger. One atomic load on the hot path
+    /// (a read: no write to the shared cache line once set), a lock only the first time.
     pub fn serving(&self, activity: &Activity) {
+        if activity.served.load(Ordering::Relaxed) {
+            return;
+        }
         if !activity.served.swap(true, Ordering::Relaxed) {
             if let Ok(mut served) = self.served.lock() {
                 served.insert(activity.keys.id.clone());

@@ -162,14 +162,7 @@ async fn unknown_activity_ids_cost_no_redis_call_per_request() {
     let ledger = ledger_at(&redis.url).await;
     let known = open(&ledger, "known", 5, 1).await;
     // Loaded on its `changed` event; from then on reloaded only by the periodic refresh.
-    assert!(
-        eventually(Duration::from_secs(10), || gw
-            .app
-            .catalog
-            .cached(&known)
-            .is_some())
-        .await
-    );
+    assert!(cached_soon(&gw, &known).await);
     let snapshots_before = redis.calls("hgetall").await;
     let reads_before = redis.calls("smembers").await;
     let calls_before = gw.app.metrics.redis_calls();
@@ -224,14 +217,7 @@ async fn unknown_activity_ids_cost_no_redis_call_per_request() {
     // A real activity created after the gateway started is loaded on its `changed` event,
     // before anyone asks for it: the crowd at a sale's start finds it cached.
     let late = open(&ledger, "late", 5, 1).await;
-    assert!(
-        eventually(Duration::from_secs(10), || gw
-            .app
-            .catalog
-            .cached(&late)
-            .is_some())
-        .await
-    );
+    assert!(cached_soon(&gw, &late).await);
     assert_eq!(
         gw.get(&format!("/v1/activities/{late}"), None).await.status,
         StatusCode::OK
@@ -330,4 +316,12 @@ async fn readiness_probes_cost_redis_nothing_and_payments_are_rate_limited() {
     let limited = limited.expect("ten notifications in a row were never limited");
     assert_eq!(limited.error(), "rate_limited");
     assert!(limited.headers.contains_key("retry-after"));
+}
+
+/// True once the gateway's catalog holds `id` (within 10 s): loaded on its `changed` event.
+async fn cached_soon(gw: &TestGateway, id: &seckill_ledger::ActivityId) -> bool {
+    eventually(Duration::from_secs(10), || {
+        gw.app.catalog.cached(id).is_some()
+    })
+    .await
 }

@@ -511,7 +511,7 @@ async fn release_returns_stock_once_and_confirm_makes_it_final() {
         ReleaseOutcome::AlreadyReleased
     );
     assert_eq!(
-        ledger.order_in(&keys, first).await.unwrap().unwrap().status,
+        status_of(&ledger, &keys, first).await,
         OrderStatus::Cancelled
     );
     assert_eq!(
@@ -731,15 +731,7 @@ async fn outbox_claim_publish_and_status_mirror() {
             .unwrap(),
         SetStatusOutcome::UnknownOrder
     );
-    assert_eq!(
-        ledger
-            .order_in(&keys, won[0])
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        PendingPayment
-    );
+    assert_eq!(status_of(&ledger, &keys, won[0]).await, PendingPayment);
     assert_balanced(&ledger, &keys).await;
 }
 
@@ -785,10 +777,7 @@ async fn a_batch_mirror_moves_each_order_once_and_never_backwards() {
         (won[1], PendingPayment),
         (won[2], Queued),
     ] {
-        assert_eq!(
-            ledger.order_in(&keys, order).await.unwrap().unwrap().status,
-            status
-        );
+        assert_eq!(status_of(&ledger, &keys, order).await, status);
     }
     assert_balanced(&ledger, &keys).await;
 }
@@ -822,15 +811,7 @@ async fn a_mirror_bigger_than_one_chunk_moves_every_order_and_counts_them_all() 
         }
     );
     for order in &batch[1..=n] {
-        assert_eq!(
-            ledger
-                .order_in(&keys, *order)
-                .await
-                .unwrap()
-                .unwrap()
-                .status,
-            PendingPayment
-        );
+        assert_eq!(status_of(&ledger, &keys, *order).await, PendingPayment);
     }
     assert_balanced(&ledger, &keys).await;
 }
@@ -885,6 +866,11 @@ async fn win_each(
         won.push(record.order_id);
     }
     won
+}
+
+/// The stored status of an order that exists.
+async fn status_of(ledger: &Ledger, keys: &ActivityKeys, order: OrderId) -> OrderStatus {
+    ledger.order_in(keys, order).await.unwrap().unwrap().status
 }
 
 /// The outbox of an activity: order id → score (ms when last (re)queued).
