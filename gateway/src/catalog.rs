@@ -294,15 +294,17 @@ impl Catalog {
 }
 
 /// Keeps the catalog fresh until `shutdown` flips: the pub/sub listener and the refresher.
+/// `clients` are the ledger's nodes (one, or a cluster's seeds, where a PUBLISH reaches every
+/// node's subscribers): the listener subscribes on one and moves to the next when it is lost.
 pub async fn keep_fresh(
     catalog: Arc<Catalog>,
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut refresh = tokio::time::interval(every);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for client in clients.iter().cycle() {
         // (Re)subscribe; while subscribed, apply events and refresh on the timer.
         let pubsub = match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.subscribe(keys::EVENTS_CHANNEL).await {

@@ -172,11 +172,7 @@ impl Config {
             file.redis_url,
             DEFAULT_REDIS_URL.to_owned(),
         )?;
-        if !redis_url.starts_with("redis://") && !redis_url.starts_with("rediss://") {
-            return Err(ConfigError::new(
-                "SECKILL_REDIS_URL must start with redis:// or rediss://",
-            ));
-        }
+        check_redis_url(&redis_url)?;
         let rocketmq_namesrv = settings.get(
             "SECKILL_ROCKETMQ_NAMESRV",
             file.rocketmq_namesrv,
@@ -300,6 +296,21 @@ impl Config {
     }
 }
 
+/// One Redis URL (a node) or several separated by commas (a cluster's nodes).
+fn check_redis_url(url: &str) -> Result<(), ConfigError> {
+    if url
+        .split(',')
+        .any(|u| !u.trim().starts_with("redis://") && !u.trim().starts_with("rediss://"))
+    {
+        return Err(ConfigError::new(
+            "SECKILL_REDIS_URL must be redis:// or rediss:// URLs (several, comma-separated, for a cluster)",
+        ));
+    }
+    seckill_ledger::Topology::parse(url)
+        .map(|_| ())
+        .map_err(|e| ConfigError::new(format!("SECKILL_REDIS_URL: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +373,7 @@ mod tests {
             ("SECKILL_RATE_GLOBAL", "fast"),
             ("SECKILL_MAX_INFLIGHT", "0"),
             ("SECKILL_REDIS_URL", "http://x"),
+            ("SECKILL_REDIS_URL", "redis://127.0.0.1:7001,"),
             ("SECKILL_PUBLISH_WAIT", "soon"),
             ("SECKILL_RELAY_AGE", "1s"),
             ("SECKILL_CONFIRM", "later"),

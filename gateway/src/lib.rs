@@ -243,7 +243,7 @@ impl Gateway {
         let background = [
             tokio::spawn(catalog::keep_fresh(
                 app.catalog.clone(),
-                app.ledger.client().clone(),
+                app.ledger.event_clients(),
                 app.config.timing.catalog_refresh,
                 stop_rx.clone(),
             )),

@@ -15,7 +15,9 @@
 -- KEYS[6] sk:{A}:orders      hash order id -> order record (JSON)
 -- KEYS[7] sk:{A}:outbox      zset order id -> created_at ms (not yet confirmed published)
 -- KEYS[7 + i] sk:order:<order id of attempt i>   string: the order's activity id, written on a win
---                             (the order-id index; keys outside the activity's slot: single node only)
+--                             (the order-id index; keys outside the activity's slot, so given on a
+--                             single node only: on a Redis Cluster KEYS stops at 7 and the caller
+--                             writes the index right after this call)
 -- ARGV[1] activity id (copied into the order records)
 -- ARGV[2 + 4(i-1) ..] attempt i: user id, quantity (>= 1), order id (decimal string, unique across
 --                     gateway instances), channel
@@ -58,6 +60,7 @@ local RECORD = '{"order_id":"%s","activity_id":"%s","user_id":"%s","quantity":%d
 local limit = tonumber(meta[3])
 local price = tonumber(meta[4])
 local activity = ARGV[1]
+local indexed = #KEYS > 7
 local stock = tonumber(redis.call('GET', KEYS[2]) or '0')
 local taken = 0
 local held_now = {}      -- user -> units, once read or changed in this batch
@@ -106,8 +109,10 @@ for i = 1, attempts do
       user_orders[#user_orders + 1] = order_id
       outbox[#outbox + 1] = now
       outbox[#outbox + 1] = order_id
-      index[#index + 1] = KEYS[7 + i]
-      index[#index + 1] = activity
+      if indexed then
+        index[#index + 1] = KEYS[7 + i]
+        index[#index + 1] = activity
+      end
       out[i] = {0, order_id, stock, 'queued', record}
     end
   end
@@ -119,6 +124,8 @@ if taken > 0 then
   redis.call('HSET', KEYS[4], unpack(buyers))
   redis.call('HSET', KEYS[5], unpack(user_orders))
   redis.call('ZADD', KEYS[7], unpack(outbox))
-  redis.call('MSET', unpack(index))
+  if indexed then
+    redis.call('MSET', unpack(index))
+  end
 end
 return out

@@ -6,6 +6,9 @@ pub enum LedgerError {
     /// Redis could not be reached or answered with an error.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// `SECKILL_REDIS_URL` (or the given URL list) names no usable topology.
+    #[error("redis url {0}")]
+    Config(String),
     /// A script answered outside its documented contract: a bug or a foreign key in our space.
     #[error("script {script} answered outside its contract: {detail}")]
     Contract {
@@ -40,7 +43,8 @@ impl LedgerError {
                             | redis::ErrorKind::ClusterDown
                     )
             }
-            LedgerError::Contract { .. }
+            LedgerError::Config(_)
+            | LedgerError::Contract { .. }
             | LedgerError::Corrupt { .. }
             | LedgerError::Record { .. } => false,
         }

@@ -1,12 +1,18 @@
 //! [`Ledger`]: typed callers of the ledger scripts over auto-pipelined Redis connections.
 //!
 //! Every caller goes through here; nobody else builds script arguments. Scripts run with EVALSHA;
-//! a NOSCRIPT answer (Redis restarted, failed over, or `SCRIPT FLUSH`) loads the script and
-//! retries exactly once.
+//! a NOSCRIPT answer (Redis restarted, failed over, `SCRIPT FLUSH`, or a cluster node that never
+//! saw the script) loads the script (on every master of a cluster) and retries exactly once.
 //!
-//! Connections are `redis` connection managers: multiplexed (many concurrent requests share one
-//! socket and are written as pipelines) and reconnecting. A small pool of them spreads the
-//! parsing work of the client side over the runtime's workers.
+//! Connections are multiplexed (many concurrent requests share one socket and are written as
+//! pipelines) and reconnecting: `redis` connection managers on a single node, cluster
+//! connections (slot-routed, following MOVED and ASK) on a Redis Cluster. A small pool of them
+//! spreads the parsing work of the client side over the runtime's workers.
+//!
+//! On a cluster everything an activity owns still changes in one script call (one slot); what
+//! is global lives in keys of its own slot and is written by separate calls: the activity list,
+//! leases, and the order-id index (`sk:order:<id>`), which the deduct writes in the same call on
+//! a single node and right after it, before anyone is told the order id, on a cluster.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,9 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
 use redis::{AsyncCommands, FromRedisValue, ToRedisArgs};
 
 use crate::activity::{ActivityMeta, NewActivity};
+use crate::connection::{Connection, Topology};
 use crate::error::LedgerError;
 use crate::event::LedgerEvent;
 use crate::id::IdGenerator;
@@ -30,6 +38,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// How to reach Redis.
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {
+    /// One URL (a node) or several comma-separated node URLs (a Redis Cluster).
     pub url: String,
     /// Multiplexed connections in the pool (each one pipelines many requests).
     pub connections: usize,
@@ -52,11 +61,13 @@ impl LedgerConfig {
 /// A handle on the ledger. Cheap to clone; clones share the connection pool.
 #[derive(Clone)]
 pub struct Ledger {
-    connections: Arc<[ConnectionManager]>,
+    connections: Arc<[Connection]>,
     next: Arc<AtomicUsize>,
     /// NOSCRIPT recoveries so far (exported as a metric).
     script_reloads: Arc<AtomicU64>,
-    client: redis::Client,
+    topology: Arc<Topology>,
+    /// One per URL given (see [`Ledger::event_clients`]).
+    event_clients: Arc<[redis::Client]>,
 }
 
 /// What one attempt in `deduct.lua` came to.
@@ -246,37 +257,96 @@ fn contract(script: &Script, detail: impl Into<String>) -> LedgerError {
 impl Ledger {
     /// Opens the connection pool and preloads every script.
     pub async fn connect(config: &LedgerConfig) -> Result<Self, LedgerError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(config.response_timeout)
-            .set_connection_timeout(config.connect_timeout)
-            .set_number_of_retries(2)
-            .set_max_delay(500);
-        let mut connections = Vec::with_capacity(config.connections.max(1));
-        for _ in 0..config.connections.max(1) {
-            connections.push(
-                ConnectionManager::new_with_config(client.clone(), manager_config.clone()).await?,
-            );
+        let topology = Topology::parse(&config.url).map_err(LedgerError::Config)?;
+        let size = config.connections.max(1);
+        let mut connections = Vec::with_capacity(size);
+        match &topology {
+            Topology::Node(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_response_timeout(config.response_timeout)
+                    .set_connection_timeout(config.connect_timeout)
+                    .set_number_of_retries(2)
+                    .set_max_delay(500);
+                for _ in 0..size {
+                    let manager =
+                        ConnectionManager::new_with_config(client.clone(), manager_config.clone())
+                            .await?;
+                    connections.push(Connection::Node(manager));
+                }
+            }
+            Topology::Cluster(urls) => {
+                let client = ClusterClientBuilder::new(urls.clone())
+                    .response_timeout(config.response_timeout)
+                    .connection_timeout(config.connect_timeout)
+                    .retries(3)
+                    .max_retry_wait(500)
+                    .build()?;
+                for _ in 0..size {
+                    connections.push(Connection::Cluster(client.get_async_connection().await?));
+                }
+            }
         }
+        let event_clients = topology
+            .urls()
+            .into_iter()
+            .map(redis::Client::open)
+            .collect::<Result<Vec<_>, _>>()?;
         let ledger = Ledger {
             connections: connections.into(),
             next: Arc::new(AtomicUsize::new(0)),
             script_reloads: Arc::new(AtomicU64::new(0)),
-            client,
+            topology: Arc::new(topology),
+            event_clients: event_clients.into(),
         };
         ledger.preload().await?;
         Ok(ledger)
     }
 
-    /// The underlying client (for pub/sub connections).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// Where the ledger lives.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// One client per URL given, for pub/sub: on a cluster a PUBLISH reaches the subscribers of
+    /// every node, so a subscriber needs one node, and moves to the next when it is gone.
+    pub fn event_clients(&self) -> Vec<redis::Client> {
+        self.event_clients.to_vec()
     }
 
     /// A connection from the pool, round robin.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         self.connections[i].clone()
+    }
+
+    /// Makes orders findable by their id alone (`sk:order:<id>` → activity id). On a node, one
+    /// MSET per chunk; on a cluster the index keys hash to other slots than their activity, so
+    /// one SET each, sent together.
+    async fn write_index(&self, entries: &[(OrderId, &str)]) -> Result<(), LedgerError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let conn = self.connection();
+        if self.topology.is_cluster() {
+            futures_util::future::try_join_all(entries.iter().map(|(id, activity)| {
+                let mut conn = conn.clone();
+                async move {
+                    conn.set::<_, _, ()>(keys::order_index(id.0), *activity)
+                        .await
+                }
+            }))
+            .await?;
+        } else {
+            for chunk in entries.chunks(1000) {
+                let pairs: Vec<(String, &str)> = chunk
+                    .iter()
+                    .map(|(id, activity)| (keys::order_index(id.0), *activity))
+                    .collect();
+                conn.clone().mset::<_, _, ()>(&pairs).await?;
+            }
+        }
+        Ok(())
     }
 
     /// How many times a NOSCRIPT answer made us reload a script.
@@ -389,10 +459,17 @@ impl Ledger {
                 ),
             ));
         }
-        let index: Vec<String> = attempts
-            .iter()
-            .map(|(_, id)| keys::order_index(id.0))
-            .collect();
+        // The order-id index keys lie outside the activity's slot: in the script's KEYS on a
+        // single node (written atomically with the order), after the script on a cluster.
+        let cluster = self.topology.is_cluster();
+        let index: Vec<String> = if cluster {
+            Vec::new()
+        } else {
+            attempts
+                .iter()
+                .map(|(_, id)| keys::order_index(id.0))
+                .collect()
+        };
         let mut key_list: Vec<&str> = keys.deduct_keys().to_vec();
         key_list.extend(index.iter().map(String::as_str));
         let mut args: Vec<String> = Vec::with_capacity(1 + 4 * attempts.len());
@@ -412,6 +489,18 @@ impl Ledger {
                 script,
                 format!("{} outcomes for {} attempts", replies.len(), attempts.len()),
             ));
+        }
+        if cluster {
+            // Before any winner hears its order id, so a won order is findable by it. Should
+            // this fail, the orders are still in the outbox, and the relay that republishes
+            // them writes their index too (see `claim_outbox`).
+            let won: Vec<(OrderId, &str)> = replies
+                .iter()
+                .zip(attempts)
+                .filter(|((code, ..), _)| *code == 0)
+                .map(|(_, (_, id))| (*id, keys.id.as_str()))
+                .collect();
+            self.write_index(&won).await?;
         }
         let parse_id =
             |text: &str| OrderId::parse(text).map_err(|e| contract(script, e.to_string()));
@@ -669,6 +758,9 @@ impl Ledger {
         pipe.set(&keys.stock, stock).ignore();
         pipe.set(&keys.reserved, reserved).ignore();
         pipe.set(&keys.sold, sold).ignore();
+        // On a single node the order-id index goes into the same MULTI; on a cluster its keys
+        // lie in other slots and are written right after it.
+        let cluster = self.topology.is_cluster();
         for chunk in orders.chunks(1000) {
             let mut records = Vec::with_capacity(chunk.len());
             let mut index = Vec::with_capacity(chunk.len());
@@ -681,7 +773,9 @@ impl Ledger {
                 index.push((keys::order_index(order.order_id.0), meta.id.as_str()));
             }
             pipe.hset_multiple(&keys.orders, &records).ignore();
-            pipe.mset(&index).ignore();
+            if !cluster {
+                pipe.mset(&index).ignore();
+            }
         }
         let buyers: Vec<(&str, i64)> = buyers.into_iter().filter(|(_, u)| *u > 0).collect();
         for chunk in buyers.chunks(1000) {
@@ -701,8 +795,20 @@ impl Ledger {
             let entries: Vec<(i64, u64)> = chunk.iter().map(|(id, at)| (*at, id.0)).collect();
             pipe.zadd_multiple(&keys.outbox, &entries).ignore();
         }
-        pipe.sadd(keys::ACTIVITIES, meta.id.as_str()).ignore();
+        if !cluster {
+            pipe.sadd(keys::ACTIVITIES, meta.id.as_str()).ignore();
+        }
         pipe.query_async::<()>(&mut self.connection()).await?;
+        if cluster {
+            let index: Vec<(OrderId, &str)> = orders
+                .iter()
+                .map(|order| (order.order_id, meta.id.as_str()))
+                .collect();
+            self.write_index(&index).await?;
+            self.connection()
+                .sadd::<_, _, ()>(keys::ACTIVITIES, meta.id.as_str())
+                .await?;
+        }
         self.publish(&LedgerEvent::Changed(meta.id.clone())).await?;
         self.publish(&if stock > 0 {
             LedgerEvent::StockBack(meta.id.clone())
@@ -1051,7 +1157,8 @@ impl Ledger {
             )
             .await?;
         // Decoded only to check that each is a readable record; sent as stored.
-        raw.into_iter()
+        let claimed: Vec<OrderText> = raw
+            .into_iter()
             .map(|json| {
                 let record: OrderRecord =
                     serde_json::from_str(&json).map_err(|e| LedgerError::Record {
@@ -1064,7 +1171,17 @@ impl Ledger {
                     json,
                 })
             })
-            .collect()
+            .collect::<Result<_, LedgerError>>()?;
+        if self.topology.is_cluster() {
+            // A gateway may have died between a deduct and its index write (see
+            // `deduct_batch`): whatever the relay picks up is made findable again.
+            let entries: Vec<(OrderId, &str)> = claimed
+                .iter()
+                .map(|order| (order.order_id, keys.id.as_str()))
+                .collect();
+            self.write_index(&entries).await?;
+        }
+        Ok(claimed)
     }
 
     /// Removes orders from their activities' outboxes once the broker confirmed them.
@@ -1075,11 +1192,17 @@ impl Ledger {
         if orders.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        // One ZREM per activity (one slot each, so fine on a cluster too), sent together.
+        let mut by_outbox: HashMap<&str, Vec<u64>> = HashMap::new();
         for (keys, order_id) in orders {
-            pipe.zrem(&keys.outbox, order_id.0).ignore();
+            by_outbox.entry(&keys.outbox).or_default().push(order_id.0);
         }
-        pipe.query_async::<()>(&mut self.connection()).await?;
+        let conn = self.connection();
+        futures_util::future::try_join_all(by_outbox.into_iter().map(|(outbox, ids)| {
+            let mut conn = conn.clone();
+            async move { conn.zrem::<_, _, ()>(outbox, ids).await }
+        }))
+        .await?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //!
 //! - [`keys`]: the key layout (`sk:{<activity>}:…`, one hash tag per activity) and the
 //!   validated ids that go into keys.
+//! - [`connection`]: one node or a Redis Cluster, from `SECKILL_REDIS_URL` ([`Topology`]).
 //! - [`scripts`]: the script sources and their SHA1s.
 //! - [`ledger`]: [`Ledger`], typed callers of the scripts over auto-pipelined connections, and
 //!   the typed outcome of each script.
@@ -16,6 +17,7 @@
 //! - [`error`]: [`LedgerError`], tagged by whether a retry can help.
 
 pub mod activity;
+pub mod connection;
 pub mod error;
 pub mod event;
 pub mod id;
@@ -25,6 +27,7 @@ pub mod order;
 pub mod scripts;
 
 pub use activity::{ActivityMeta, ActivityState, InvalidActivity, NewActivity};
+pub use connection::{Connection, Topology};
 pub use error::LedgerError;
 pub use keys::{ActivityId, ActivityKeys, InvalidId, UserId};
 pub use ledger::{Ledger, LedgerConfig, DEFAULT_REDIS_URL};

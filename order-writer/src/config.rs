@@ -89,6 +89,8 @@ impl WriterConfig {
             ));
         }
         let redis_url = settings.get("SECKILL_REDIS_URL", None, DEFAULT_REDIS_URL.to_owned())?;
+        seckill_ledger::Topology::parse(&redis_url)
+            .map_err(|e| ConfigError::new(format!("SECKILL_REDIS_URL: {e}")))?;
         let start_at = match settings.raw("SECKILL_WRITER_START_AT") {
             None => StartAt::Earliest,
             Some(raw) if raw == "earliest" => StartAt::Earliest,
