@@ -167,6 +167,10 @@ impl Gateway {
             source,
         };
         let mq = MqRuntime::start("gateway").map_err(mq_error)?;
+        // Not fatal: without it a topic lives on the brokers its first messages reached.
+        if let Err(e) = seckill_messages::spread_topics(&mq, &config.rocketmq_namesrv).await {
+            tracing::warn!(error = %e, "could not give every topic queues on every broker");
+        }
         let publisher = Publisher::start(
             &mq,
             &config.rocketmq_namesrv,

@@ -107,6 +107,55 @@ pub async fn producer(
     Ok(producer)
 }
 
+/// Queues per broker of a topic created by [`spread_topics`] (the broker's default for a topic
+/// it creates on first use).
+pub const TOPIC_QUEUES: i32 = 8;
+
+/// The broker template topic: every broker with `autoCreateTopicEnable` serves it, so its
+/// route lists the brokers that take new topics.
+const TEMPLATE_TOPIC: &str = "TBW102";
+
+/// Gives every topic of the project ([`crate::ALL_TOPICS`]) queues on every broker under the
+/// name server. A broker creates a topic when a first message reaches it, so with several
+/// brokers a topic would otherwise live on whichever one its first messages happened to reach,
+/// and writers could not share the load of the others. Topics already on every broker are left
+/// as they are. Returns the topics it created or extended.
+pub async fn spread_topics(runtime: &MqRuntime, namesrv: &str) -> Result<Vec<String>, MqError> {
+    let mut admin = DefaultMQProducer::builder(runtime.client_runtime())
+        .producer_group("seckill_topic_admin".to_owned())
+        .name_server_addr(namesrv.to_owned())
+        .build();
+    admin.start().await?;
+    let result = spread_with(&mut admin).await;
+    admin.shutdown().await;
+    result
+}
+
+async fn spread_with(admin: &mut DefaultMQProducer) -> Result<Vec<String>, MqError> {
+    use std::collections::BTreeSet;
+    let brokers = |queues: Vec<rocketmq_model::message::MessageQueue>| -> BTreeSet<String> {
+        queues.iter().map(|q| q.broker_name().to_string()).collect()
+    };
+    let all = brokers(admin.fetch_publish_message_queues(TEMPLATE_TOPIC).await?);
+    let mut spread = Vec::new();
+    for topic in crate::ALL_TOPICS {
+        // A topic no broker has yet is "not found": no queues anywhere.
+        let on = admin
+            .fetch_publish_message_queues(topic)
+            .await
+            .map(brokers)
+            .unwrap_or_default();
+        if !all.is_subset(&on) {
+            admin
+                .create_topic(TEMPLATE_TOPIC, topic, TOPIC_QUEUES, Default::default())
+                .await?;
+            tracing::info!(topic, brokers = ?all, "topic given queues on every broker");
+            spread.push((*topic).to_owned());
+        }
+    }
+    Ok(spread)
+}
+
 /// Sends one batch; Ok only when the broker answers SEND_OK (stored), so a caller never counts
 /// a batch the broker did not store.
 pub async fn send_batch(

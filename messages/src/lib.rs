@@ -19,7 +19,9 @@ pub mod payment;
 pub mod topics;
 
 pub use cancel::{CancelReason, CancelRequest};
-pub use client::{consumer, producer, send_batch, send_one, ConsumerOptions, MqRuntime};
+pub use client::{
+    consumer, producer, send_batch, send_one, spread_topics, ConsumerOptions, MqRuntime,
+};
 pub use error::MqError;
 pub use event::{OrderEvent, RefundEvent, StatusEvent};
 pub use payment::Payment;

@@ -12,6 +12,13 @@ pub const ORDER_EVENT_TOPIC: &str = "seckill_order_event";
 pub const ORDER_TIMEOUT_TOPIC: &str = "seckill_order_timeout";
 /// Gateway → writer: payment notifications.
 pub const PAYMENT_TOPIC: &str = "seckill_payment";
+/// Every topic the project sends to.
+pub const ALL_TOPICS: &[&str] = &[
+    ORDER_TOPIC,
+    ORDER_EVENT_TOPIC,
+    ORDER_TIMEOUT_TOPIC,
+    PAYMENT_TOPIC,
+];
 /// Name server of the local stack.
 pub const DEFAULT_NAMESRV: &str = "127.0.0.1:9876";
 /// The most order messages put in one batch send.

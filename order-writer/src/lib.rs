@@ -119,6 +119,10 @@ impl Writer {
         let group_filter = Arc::new(GroupFilter::new(config));
         group_filter.hold(&ledger).await?;
         let mq = MqRuntime::start("writer")?;
+        // Not fatal: without it a topic lives on the brokers its first messages reached.
+        if let Err(e) = seckill_messages::spread_topics(&mq, &config.rocketmq_namesrv).await {
+            tracing::warn!(error = %e, "could not give every topic queues on every broker");
+        }
         let persister = Arc::new(
             Persister::start(
                 &mq,

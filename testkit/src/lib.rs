@@ -39,7 +39,9 @@ pub use crate::client::{Http, Reply};
 pub use crate::ports::Ports;
 pub use crate::postgres::{fresh_database, wait_for_rows, PG_BASE};
 pub use crate::process::{GatewayProcess, WriterProcess};
-pub use crate::redis::{buy, create, leased_ids, ledger_at, open, redis_url, PrivateRedis};
+pub use crate::redis::{
+    buy, create, leased_ids, ledger_at, open, redis_url, PrivateRedis, PrivateRedisCluster,
+};
 pub use crate::rocketmq::PrivateRocketMq;
 pub use crate::sale::{crowd, writer_settings, Sale, Stack};
 

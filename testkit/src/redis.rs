@@ -213,3 +213,178 @@ pub async fn leased_ids(ledger: &Ledger) -> IdGenerator {
         .unwrap();
     IdGenerator::new(worker)
 }
+
+/// A Redis Cluster of this test's own: `masters` nodes (no replicas, nothing persisted), every
+/// slot assigned by `redis-cli --cluster create`. [`PrivateRedisCluster::url`] is the
+/// comma-separated node list that selects cluster mode in every binary.
+pub struct PrivateRedisCluster {
+    pub url: String,
+    /// The masters' client ports.
+    pub ports: Vec<u16>,
+    children: Vec<Child>,
+    dir: PathBuf,
+    _ports: Ports,
+}
+
+impl PrivateRedisCluster {
+    pub async fn start(masters: u16) -> Self {
+        // Client ports, then the cluster-bus ports (set explicitly: the default, port + 10000,
+        // could land on a port another test holds).
+        let reserved = Ports::reserve(2 * masters);
+        let dir = std::env::temp_dir().join(crate::unique("redis-cluster"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports: Vec<u16> = (0..masters).map(|i| reserved.port(i)).collect();
+        let children = (0..masters)
+            .map(|i| {
+                let (port, bus) = (reserved.port(i).to_string(), reserved.port(masters + i));
+                Command::new("redis-server")
+                    .args(["--bind", "127.0.0.1", "--port", &port, "--save", ""])
+                    .args(["--appendonly", "no", "--cluster-enabled", "yes"])
+                    .args(["--cluster-port", &bus.to_string()])
+                    .args(["--cluster-node-timeout", "5000"])
+                    .arg("--cluster-config-file")
+                    .arg(dir.join(format!("nodes-{port}.conf")))
+                    .arg("--dir")
+                    .arg(&dir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server must be installed (scripts/services.sh installs it)")
+            })
+            .collect();
+        let cluster = PrivateRedisCluster {
+            url: ports
+                .iter()
+                .map(|p| format!("redis://127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            ports,
+            children,
+            dir,
+            _ports: reserved,
+        };
+        for port in &cluster.ports {
+            let up = crate::eventually_async(Duration::from_secs(10), || async {
+                node_query::<String>(*port, &["PING"]).await.is_some()
+            })
+            .await;
+            assert!(up, "cluster node on port {port} did not start");
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli must be installed");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        // Every node must see every slot served before a client may rely on any of them.
+        for port in &cluster.ports {
+            let ok = crate::eventually_async(Duration::from_secs(30), || async {
+                node_query::<String>(*port, &["CLUSTER", "INFO"])
+                    .await
+                    .is_some_and(|info| {
+                        info.contains("cluster_state:ok")
+                            && info.contains(&format!("cluster_known_nodes:{masters}"))
+                    })
+            })
+            .await;
+            assert!(
+                ok,
+                "cluster node on port {port} never reported cluster_state:ok"
+            );
+        }
+        cluster
+    }
+
+    /// The client port of the master serving `key`, as the cluster says: CLUSTER KEYSLOT, then
+    /// the slot ranges of CLUSTER NODES.
+    pub async fn master_of(&self, key: &str) -> u16 {
+        let first = self.ports[0];
+        let slot: u16 = node_query(first, &["CLUSTER", "KEYSLOT", key])
+            .await
+            .unwrap();
+        let nodes: String = node_query(first, &["CLUSTER", "NODES"]).await.unwrap();
+        for line in nodes.lines() {
+            // <id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot ranges…>
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let mut ends = range.split('-').map(|n| n.parse::<u16>());
+                match (ends.next(), ends.next()) {
+                    (Some(Ok(from)), Some(Ok(to))) => (from..=to).contains(&slot),
+                    (Some(Ok(only)), None) => only == slot,
+                    _ => false, // a migrating or importing marker
+                }
+            });
+            if serves {
+                let address = fields[1].split('@').next().unwrap();
+                return address.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("no master serves slot {slot} of {key:?}:\n{nodes}");
+    }
+
+    /// Fresh activity ids, one on each master (in the order of [`PrivateRedisCluster::ports`]),
+    /// each checked with [`PrivateRedisCluster::master_of`] on its keys' hash tag.
+    pub async fn ids_on_every_master(&self, name: &str) -> Vec<ActivityId> {
+        let mut found: Vec<Option<ActivityId>> = vec![None; self.ports.len()];
+        for _ in 0..1000 {
+            let id = crate::fresh_id(name);
+            let port = self.master_of(&ActivityKeys::new(&id).meta).await;
+            let i = self.ports.iter().position(|p| *p == port).unwrap();
+            found[i].get_or_insert(id);
+            if found.iter().all(Option::is_some) {
+                return found.into_iter().flatten().collect();
+            }
+        }
+        panic!("1000 fresh ids did not cover every master");
+    }
+
+    /// A command on one node (no redirection), e.g. INFO or SCRIPT FLUSH; `None` if it failed.
+    pub async fn on_node<T: ::redis::FromRedisValue>(&self, port: u16, args: &[&str]) -> Option<T> {
+        node_query(port, args).await
+    }
+
+    /// Calls of one command so far on the node at `port`, from INFO commandstats.
+    pub async fn calls_on(&self, port: u16, command: &str) -> u64 {
+        let info: String = node_query(port, &["INFO", "commandstats"]).await.unwrap();
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for PrivateRedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One command on one node of a cluster, not redirected.
+async fn node_query<T: ::redis::FromRedisValue>(port: u16, args: &[&str]) -> Option<T> {
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let mut cmd = ::redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query_async(&mut conn).await.ok()
+}

@@ -61,25 +61,38 @@ async fn wait_port(port: u16, up: bool, child: Option<(&mut Child, &std::path::P
     );
 }
 
-/// A name server and broker on reserved loopback ports.
+/// One broker of a [`PrivateRocketMq`]: its ports, files and process.
+struct Broker {
+    port: u16,
+    config: PathBuf,
+    store: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A name server and one or more brokers (one cluster name) on reserved loopback ports.
 pub struct PrivateRocketMq {
     pub namesrv: String,
     home: PathBuf,
-    broker_port: u16,
+    brokers: Vec<Broker>,
     namesrv_child: Child,
-    broker_child: Option<Child>,
     _ports: Ports,
 }
 
 impl PrivateRocketMq {
+    /// A name server and one broker.
     pub async fn start() -> Self {
+        Self::with_brokers(1).await
+    }
+
+    /// A name server and `count` brokers under it, each with its own name, ports and store.
+    pub async fn with_brokers(count: u16) -> Self {
         let home = std::env::temp_dir().join(crate::unique("rocketmq"));
-        std::fs::create_dir_all(home.join("store")).unwrap();
-        // Name server, then the broker's fast port (broker - 2), one unused, the broker's port,
-        // and its HA port (broker + 1).
-        let ports = Ports::reserve(5);
+        std::fs::create_dir_all(&home).unwrap();
+        // The name server, then per broker: its fast port (broker - 2), one unused, the broker's
+        // port, and its HA port (broker + 1).
+        let ports = Ports::reserve(1 + 4 * count);
         let namesrv_port = ports.port(0);
-        let broker_port = ports.port(3);
         let namesrv_log = home.join("namesrv.log");
         let (stdout, stderr) = log_to(&namesrv_log);
         let mut namesrv_child = Command::new("rocketmq-namesrv-rust")
@@ -95,76 +108,111 @@ impl PrivateRocketMq {
             .spawn()
             .expect("rocketmq-namesrv-rust must be installed (scripts/services.sh rocketmq)");
         wait_port(namesrv_port, true, Some((&mut namesrv_child, &namesrv_log))).await;
-        let store = home.join("store");
-        std::fs::write(
-            home.join("broker.toml"),
-            format!(
-                "[broker]\nlistenPort = {broker_port}\nbrokerIp1 = \"127.0.0.1\"\nbrokerIp2 = \"127.0.0.1\"\n\
-                 namesrvAddr = \"127.0.0.1:{namesrv_port}\"\nstorePathRootDir = \"{store}\"\nautoCreateTopicEnable = true\n\n\
-                 [broker.brokerServerConfig]\nbindAddress = \"127.0.0.1\"\n\n\
-                 [broker.brokerIdentity]\nbrokerName = \"{name}\"\nbrokerClusterName = \"TestCluster\"\nbrokerId = 0\n\n\
-                 [store]\nhaListenAddress = \"127.0.0.1\"\nhaListenPort = {ha}\nstorePathRootDir = \"{store}\"\n\
-                 maxTransferCountOnMessageInMemory = 1024\nmaxTransferBytesOnMessageInMemory = 1048576\n\
-                 maxTransferCountOnMessageInDisk = 1024\nmaxTransferBytesOnMessageInDisk = 1048576\n\
-                 mappedFileSizeCommitLog = {commit_log_file}\nmappedFileSizeConsumeQueue = {queue_file}\n",
-                store = store.display(),
-                name = crate::unique("broker"),
-                ha = broker_port + 1,
-                commit_log_file = COMMIT_LOG_FILE,
-                queue_file = CONSUME_QUEUE_FILE,
-            ),
-        )
-        .unwrap();
+        let brokers = (0..count)
+            .map(|i| {
+                let port = ports.port(3 + 4 * i);
+                // Broker 0 keeps the names it always had.
+                let suffix = if i == 0 {
+                    String::new()
+                } else {
+                    format!("-{i}")
+                };
+                let store = home.join(format!("store{suffix}"));
+                std::fs::create_dir_all(&store).unwrap();
+                let config = home.join(format!("broker{suffix}.toml"));
+                std::fs::write(&config, broker_toml(port, namesrv_port, &store)).unwrap();
+                Broker {
+                    port,
+                    config,
+                    store,
+                    log: home.join(format!("broker{suffix}.log")),
+                    child: None,
+                }
+            })
+            .collect();
         let mut mq = PrivateRocketMq {
             namesrv: format!("127.0.0.1:{namesrv_port}"),
             home,
-            broker_port,
+            brokers,
             namesrv_child,
-            broker_child: None,
             _ports: ports,
         };
-        mq.start_broker().await;
+        for i in 0..usize::from(count) {
+            mq.start_broker_at(i).await;
+        }
         mq
     }
 
+    /// Starts the (first) broker again.
     pub async fn start_broker(&mut self) {
-        let log = self.home.join("broker.log");
-        let (stdout, stderr) = log_to(&log);
+        self.start_broker_at(0).await;
+    }
+
+    async fn start_broker_at(&mut self, i: usize) {
+        let broker = &mut self.brokers[i];
+        let (stdout, stderr) = log_to(&broker.log);
         let mut child = Command::new("rocketmq-broker-rust")
             .arg("-c")
-            .arg(self.home.join("broker.toml"))
+            .arg(&broker.config)
             .env("ROCKETMQ_HOME", &self.home)
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .expect("rocketmq-broker-rust must be installed (scripts/services.sh rocketmq)");
-        wait_port(self.broker_port, true, Some((&mut child, &log))).await;
-        self.broker_child = Some(child);
+        wait_port(broker.port, true, Some((&mut child, &broker.log))).await;
+        broker.child = Some(child);
     }
 
-    /// Kills the broker, deletes its whole store (every message and consumer offset), starts
-    /// it again empty.
+    /// Kills the (first) broker, deletes its whole store (every message and consumer offset),
+    /// starts it again empty.
     pub async fn lose_store(&mut self) {
         self.stop_broker().await;
-        std::fs::remove_dir_all(self.home.join("store")).unwrap();
+        std::fs::remove_dir_all(&self.brokers[0].store).unwrap();
         self.start_broker().await;
     }
 
-    /// Kills the broker (SIGKILL) and waits until its port is closed.
+    /// Kills the (first) broker (SIGKILL) and waits until its port is closed.
     pub async fn stop_broker(&mut self) {
-        if let Some(mut child) = self.broker_child.take() {
+        self.kill_broker(0).await;
+    }
+
+    /// Kills broker `i` (SIGKILL) and waits until its port is closed.
+    pub async fn kill_broker(&mut self, i: usize) {
+        let broker = &mut self.brokers[i];
+        if let Some(mut child) = broker.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
-        wait_port(self.broker_port, false, None).await;
+        wait_port(broker.port, false, None).await;
     }
+}
+
+/// A test broker's configuration: loopback only, its own name, small files.
+fn broker_toml(port: u16, namesrv_port: u16, store: &std::path::Path) -> String {
+    format!(
+        "[broker]\nlistenPort = {port}\nbrokerIp1 = \"127.0.0.1\"\nbrokerIp2 = \"127.0.0.1\"\n\
+         namesrvAddr = \"127.0.0.1:{namesrv_port}\"\nstorePathRootDir = \"{store}\"\nautoCreateTopicEnable = true\n\n\
+         [broker.brokerServerConfig]\nbindAddress = \"127.0.0.1\"\n\n\
+         [broker.brokerIdentity]\nbrokerName = \"{name}\"\nbrokerClusterName = \"TestCluster\"\nbrokerId = 0\n\n\
+         [store]\nhaListenAddress = \"127.0.0.1\"\nhaListenPort = {ha}\nstorePathRootDir = \"{store}\"\n\
+         maxTransferCountOnMessageInMemory = 1024\nmaxTransferBytesOnMessageInMemory = 1048576\n\
+         maxTransferCountOnMessageInDisk = 1024\nmaxTransferBytesOnMessageInDisk = 1048576\n\
+         mappedFileSizeCommitLog = {commit_log_file}\nmappedFileSizeConsumeQueue = {queue_file}\n",
+        store = store.display(),
+        name = crate::unique("broker"),
+        ha = port + 1,
+        commit_log_file = COMMIT_LOG_FILE,
+        queue_file = CONSUME_QUEUE_FILE,
+    )
 }
 
 impl Drop for PrivateRocketMq {
     fn drop(&mut self) {
-        if let Some(mut child) = self.broker_child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        for broker in &mut self.brokers {
+            if let Some(mut child) = broker.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
         let _ = self.namesrv_child.kill();
         let _ = self.namesrv_child.wait();
