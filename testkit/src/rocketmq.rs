@@ -176,6 +176,25 @@ impl PrivateRocketMq {
         self.kill_broker(0).await;
     }
 
+    /// Queues of `topic` on broker `i` that hold at least one message (from its store's consume
+    /// queue files).
+    pub fn queues_used(&self, i: usize, topic: &str) -> usize {
+        let dir = self.brokers[i].store.join("consumequeue").join(topic);
+        let Ok(queues) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        queues
+            .flatten()
+            .filter(|queue| {
+                std::fs::read_dir(queue.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|file| file.metadata().is_ok_and(|m| m.len() > 0))
+            })
+            .count()
+    }
+
     /// Kills broker `i` (SIGKILL) and waits until its port is closed.
     pub async fn kill_broker(&mut self, i: usize) {
         let broker = &mut self.brokers[i];
