@@ -4,6 +4,8 @@
 #   bench/run.sh                          # all four scenarios: soldout, repeat, sale, hot
 #   bench/run.sh --scenario sale          # one of them (comma-separated for several)
 #   bench/run.sh --duration 5s --users 20000   # shorter and smaller
+#   bench/run.sh --scenario cluster       # the sale on Redis Cluster (7001-7003), two brokers,
+#                                         # two gateways and two writers (runs alone)
 #
 # Installs what is missing (wrk, redis-benchmark, oha), starts Redis, PostgreSQL and RocketMQ
 # (scripts/services.sh), builds the release binaries, then runs `seckill-bench run`, which starts
@@ -29,6 +31,14 @@ if ! command -v oha >/dev/null; then
 fi
 
 scripts/services.sh redis postgres rocketmq
+case " $* " in
+  *" --scenario cluster "* | *" --scenario=cluster "*)
+    # The cluster topology: three masters and a second broker; every binary of the run is
+    # pointed at the cluster's nodes.
+    scripts/services.sh redis-cluster rocketmq-2
+    export SECKILL_REDIS_URL="redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003"
+    ;;
+esac
 # The crowd scenario opens thousands of connections: as many descriptors as allowed.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # SKIP_BUILD=1 reuses the last release build.

@@ -27,6 +27,8 @@ pub struct CpuTimes {
     at: Instant,
     total_busy: u64,
     groups: BTreeMap<&'static str, u64>,
+    /// Redis Cluster nodes by client port (also counted in the "redis" group).
+    redis_nodes: BTreeMap<u16, u64>,
 }
 
 /// CPU ticks of this process's children that have exited and been waited for.
@@ -40,6 +42,7 @@ fn reaped_children_ticks() -> u64 {
 impl CpuTimes {
     pub fn now() -> Self {
         let mut groups: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut redis_nodes = BTreeMap::new();
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for entry in entries.flatten() {
                 let name = entry.file_name();
@@ -52,6 +55,12 @@ impl CpuTimes {
                 if let Some((comm, ticks)) = process_ticks(&stat) {
                     if let Some((_, group)) = GROUPS.iter().find(|(p, _)| comm.starts_with(p)) {
                         *groups.entry(group).or_default() += ticks;
+                        if *group == "redis" {
+                            let title = std::fs::read_to_string(entry.path().join("cmdline"));
+                            if let Some(port) = title.ok().as_deref().and_then(cluster_node_port) {
+                                *redis_nodes.entry(port).or_default() += ticks;
+                            }
+                        }
                     }
                 }
             }
@@ -61,6 +70,7 @@ impl CpuTimes {
             at: Instant::now(),
             total_busy: read_machine_ticks().0,
             groups,
+            redis_nodes,
         }
     }
 
@@ -81,6 +91,32 @@ impl CpuTimes {
         out.insert("other".to_owned(), cores(busy.saturating_sub(known)));
         out
     }
+}
+
+impl CpuTimes {
+    /// Cores used by each Redis Cluster node (by client port) between `earlier` and now.
+    pub fn redis_nodes_since(&self, earlier: &CpuTimes) -> BTreeMap<u16, f64> {
+        let seconds = self.at.duration_since(earlier.at).as_secs_f64().max(1e-3);
+        self.redis_nodes
+            .iter()
+            .map(|(port, ticks)| {
+                let used =
+                    ticks.saturating_sub(earlier.redis_nodes.get(port).copied().unwrap_or(0));
+                (*port, used as f64 / TICKS_PER_S / seconds)
+            })
+            .collect()
+    }
+}
+
+/// The client port of a Redis Cluster node from its process title (redis-server sets it to
+/// `redis-server 127.0.0.1:7001 [cluster]`); `None` for a server not in cluster mode.
+fn cluster_node_port(title: &str) -> Option<u16> {
+    let title = title.trim_end_matches('\0');
+    if !title.ends_with("[cluster]") {
+        return None;
+    }
+    let address = title.split_whitespace().nth(1)?;
+    address.rsplit(':').next()?.parse().ok()
 }
 
 /// (comm, utime + stime) from a /proc/<pid>/stat line.
@@ -152,11 +188,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn cluster_nodes_are_told_by_their_title() {
+        assert_eq!(
+            cluster_node_port("redis-server 127.0.0.1:7002 [cluster]\0"),
+            Some(7002)
+        );
+        assert_eq!(cluster_node_port("redis-server 127.0.0.1:6379\0"), None);
+    }
+
     fn reading(at: Instant, busy: u64, groups: &[(&'static str, u64)]) -> CpuTimes {
         CpuTimes {
             at,
             total_busy: busy,
             groups: groups.iter().copied().collect(),
+            redis_nodes: BTreeMap::new(),
         }
     }
 

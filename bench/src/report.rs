@@ -128,6 +128,9 @@ pub struct ScenarioReport {
     pub persistence: Persistence,
     /// Cores used during the wrk run, by process group ("other": wrk itself, the kernel, …).
     pub cpu_cores: BTreeMap<String, f64>,
+    /// `cluster` only: cores each Redis Cluster master (by port) used during the load.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub redis_masters: BTreeMap<String, f64>,
     pub timeline: Vec<Sample>,
     /// `crowd` only: what the hostile crowd did and cost.
     pub crowd: Option<CrowdReport>,
@@ -332,6 +335,31 @@ impl Report {
                 thousands(c.flood_failed as f64),
                 ms(c.honest_p99_ms),
                 c.gateway_peak_rss_mib
+            );
+        }
+        for s in &self
+            .scenarios
+            .iter()
+            .filter(|s| !s.redis_masters.is_empty())
+            .collect::<Vec<_>>()
+        {
+            let _ = writeln!(
+                md,
+                "\nThe Redis Cluster of `{}` (activities {}), cores each master used during the load:\n\n\
+                 | {} |\n|{}|\n| {} |",
+                s.name,
+                s.activity,
+                s.redis_masters
+                    .keys()
+                    .map(|port| format!("master :{port}"))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                "---:|".repeat(s.redis_masters.len()),
+                s.redis_masters
+                    .values()
+                    .map(|cores| format!("{cores:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
             );
         }
         md.push_str(

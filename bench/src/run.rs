@@ -4,6 +4,7 @@
 //!
 //! Everything runs on 127.0.0.1 and every load is bounded by its duration.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +22,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use crate::ceiling::{redis_ceiling, CEILING_BATCH};
-use crate::checks::{check_sale, Check, Sources, Told};
+use crate::checks::{check_sale, Check, Sources, Told, Verdict};
 use crate::cpu::{busy_share, CpuTimes};
 use crate::crowd::{self, Crowd, Shape};
 use crate::machine::machine;
@@ -29,7 +30,7 @@ use crate::report::{
     thousands, Ceilings, CrowdReport, Drain, OutcomeLatency, Persistence, Report, Sample,
     ScenarioReport,
 };
-use crate::scrape::{http_get, scrape, Scrape};
+use crate::scrape::{http_get, scrape, scrape_all, Scrape};
 use crate::tools::{Load, Oha, Wrk};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -51,6 +52,10 @@ pub enum Scenario {
     /// `sale` while a hostile crowd (never-reading and slowloris connections, a flood of made-up
     /// ids and forged tokens) hits the same gateway.
     Crowd,
+    /// `sale` on the cluster topology: Redis Cluster (`SECKILL_REDIS_URL` naming its nodes), two
+    /// brokers, two gateways (the load split between them) and two writers in one group. Runs
+    /// alone: the whole stack differs.
+    Cluster,
 }
 
 impl Scenario {
@@ -73,6 +78,7 @@ impl Scenario {
             Scenario::HotEverysec => "hot-everysec",
             Scenario::HotAlways => "hot-always",
             Scenario::Crowd => "crowd",
+            Scenario::Cluster => "cluster",
         }
     }
 
@@ -91,13 +97,17 @@ impl Scenario {
                 "`sale` while 6,000 hostile connections and a flood of made-up ids and forged \
                  tokens hit the same gateway"
             }
+            Scenario::Cluster => {
+                "`sale` on Redis Cluster, two brokers, two gateways (the load split between them) \
+                 and two writers"
+            }
         }
     }
 
     /// (users, stock, per-user limit)
     fn shape(self) -> (u64, i64, u32) {
         match self {
-            Scenario::Sale | Scenario::Crowd => (200_000, 10_000, 1),
+            Scenario::Sale | Scenario::Crowd | Scenario::Cluster => (200_000, 10_000, 1),
             Scenario::Hot => (200_000, 100_000_000, 1),
             Scenario::Soldout => (200_000, 0, 1),
             Scenario::Repeat => (1_000, 1_000_000, 1),
@@ -287,6 +297,17 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         .await
         .with_context(|| format!("connecting to {}", redact_url(&opts.database_url)))?;
     forget_earlier_runs(&ledger).await?;
+    let cluster = opts.scenarios.contains(&Scenario::Cluster);
+    if cluster && opts.scenarios.len() > 1 {
+        bail!("--scenario cluster runs alone: its whole stack differs");
+    }
+    if cluster != ledger.topology().is_cluster() {
+        bail!(
+            "SECKILL_REDIS_URL {}: the cluster scenario needs the Redis Cluster's nodes \
+             (comma-separated), every other scenario one node (bench/run.sh sets it)",
+            redact_url(&opts.redis_url)
+        );
+    }
 
     // The writer handles this run's activities only.
     let mut writer_env = env.clone();
@@ -310,6 +331,23 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         running: None,
     };
     writer.start()?;
+    // `cluster`: a second writer in the same group (the queues of both brokers split between
+    // them), logging under writer-b/.
+    let mut second_writer = if cluster {
+        let work = opts.work.join("writer-b");
+        std::fs::create_dir_all(&work)?;
+        let mut second = WriterProcess {
+            program: writer.program.clone(),
+            env: writer.env.clone(),
+            work,
+            starts: 0,
+            running: None,
+        };
+        second.start()?;
+        Some(second)
+    } else {
+        None
+    };
     let mut gateway_env = env.clone();
     gateway_env.extend([
         ("SECKILL_LISTEN", addr.clone()),
@@ -324,7 +362,30 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         opts.work.join("gateway.log"),
     )?;
     wait_ready(&addr, &mut gateway).await?;
-    say("gateway ready (Redis and RocketMQ reachable); writer joining its consumer group");
+    let mut addrs = vec![addr.clone()];
+    // `cluster`: a second gateway on the next port; the load is split between the two.
+    let mut second_gateway = if cluster {
+        let second_addr = format!("127.0.0.1:{}", opts.port + 1);
+        let mut env = gateway_env.clone();
+        env.retain(|(k, _)| *k != "SECKILL_LISTEN");
+        env.push(("SECKILL_LISTEN", second_addr.clone()));
+        let mut second = Service::spawn(
+            "seckill-gateway (second)",
+            &opts.bin.join("seckill-gateway"),
+            &env,
+            opts.work.join("gateway-b.log"),
+        )?;
+        wait_ready(&second_addr, &mut second).await?;
+        addrs.push(second_addr);
+        Some(second)
+    } else {
+        None
+    };
+    say(&format!(
+        "{} ready (Redis and RocketMQ reachable); {} joining the consumer group",
+        if cluster { "gateways" } else { "gateway" },
+        if cluster { "writers" } else { "writer" }
+    ));
 
     settle().await?;
     let machine = machine(&database).await;
@@ -390,6 +451,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     for (scenario, id) in &activities {
         writer.alive()?;
         gateway.alive()?;
+        if let Some(second) = second_writer.as_mut() {
+            second.alive()?;
+        }
+        if let Some(second) = second_gateway.as_mut() {
+            second.alive()?;
+        }
         settle().await?;
         if let Some(mode) = scenario.appendfsync() {
             set_appendfsync(&ledger, mode).await?;
@@ -397,7 +464,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         let report = run_scenario(
             opts,
             &env,
-            &addr,
+            &addrs,
             &ledger,
             &database,
             &mut writer,
@@ -416,6 +483,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     // Gracefully: its in-flight batches commit, and the consumer group's activity lease is
     // released for the next run's list.
     writer.stop().await?;
+    if let Some(mut second) = second_writer {
+        second.stop().await?;
+    }
     let ok = scenarios.iter().all(|s| s.verdict.ok());
     Ok(Report {
         started_at,
@@ -608,7 +678,7 @@ async fn wait_ready(addr: &str, gateway: &mut Service) -> anyhow::Result<()> {
 async fn run_scenario(
     opts: &Options,
     env: &[(&str, String)],
-    addr: &str,
+    addrs: &[String],
     ledger: &Ledger,
     database: &Store,
     writer: &mut WriterProcess,
@@ -617,6 +687,7 @@ async fn run_scenario(
     id: &ActivityId,
     gateway_pid: u32,
 ) -> anyhow::Result<ScenarioReport> {
+    let addr = addrs[0].as_str();
     let name = scenario.name();
     let (default_users, stock, limit) = scenario.shape();
     let redis_appendfsync = appendfsync(ledger).await?;
@@ -628,58 +699,89 @@ async fn run_scenario(
         thousands(stock as f64)
     ));
     let seckillctl = opts.bin.join("seckillctl");
-    let (stock_arg, limit_arg) = (stock.to_string(), limit.to_string());
-    run_seckillctl(
-        &seckillctl,
-        env,
-        &[
-            "activity",
-            "create",
-            "--id",
-            id.as_str(),
-            "--name",
-            &format!("bench {name}"),
-            "--stock",
-            &stock_arg,
-            "--price-cents",
-            "100",
-            "--per-user-limit",
-            &limit_arg,
-            "--starts-at",
-            "now",
-            "--duration",
-            "2h",
-        ],
-    )
-    .await?;
-    let tokens = opts.work.join(format!("{name}-tokens.txt"));
-    let tokens_arg = tokens.display().to_string();
-    run_seckillctl(
-        &seckillctl,
-        env,
-        &[
-            "token",
-            "mint",
-            "--users",
-            &format!("1..{users}"),
-            "--prefix",
-            &format!("{name}u"),
-            "--ttl",
-            "3h",
-            "--out",
-            &tokens_arg,
-        ],
-    )
-    .await?;
-    let one_token = std::fs::read_to_string(&tokens)?
+    // `cluster`: one activity per master, the stock split between them (each user buys in one).
+    let ids = if scenario == Scenario::Cluster {
+        one_per_master(ledger, id).await?
+    } else {
+        vec![(id.clone(), None)]
+    };
+    let parts = ids.len() as i64;
+    for (k, (id, _)) in ids.iter().enumerate() {
+        let part = stock / parts + i64::from((k as i64) < stock % parts);
+        let (stock_arg, limit_arg) = (part.to_string(), limit.to_string());
+        run_seckillctl(
+            &seckillctl,
+            env,
+            &[
+                "activity",
+                "create",
+                "--id",
+                id.as_str(),
+                "--name",
+                &format!("bench {name}"),
+                "--stock",
+                &stock_arg,
+                "--price-cents",
+                "100",
+                "--per-user-limit",
+                &limit_arg,
+                "--starts-at",
+                "now",
+                "--duration",
+                "2h",
+            ],
+        )
+        .await?;
+    }
+    // One token file per gateway, the users split between them.
+    let gateways = addrs.len() as u64;
+    let mut token_files = Vec::new();
+    for g in 0..gateways {
+        let (first, last) = (1 + g * users / gateways, (g + 1) * users / gateways);
+        let tokens = match g {
+            0 => opts.work.join(format!("{name}-tokens.txt")),
+            g => opts.work.join(format!("{name}-tokens-{g}.txt")),
+        };
+        run_seckillctl(
+            &seckillctl,
+            env,
+            &[
+                "token",
+                "mint",
+                "--users",
+                &format!("{first}..{last}"),
+                "--prefix",
+                &format!("{name}u"),
+                "--ttl",
+                "3h",
+                "--out",
+                &tokens.display().to_string(),
+            ],
+        )
+        .await?;
+        token_files.push(tokens);
+    }
+    let one_token = std::fs::read_to_string(&token_files[0])?
         .lines()
         .next()
         .context("no token minted")?
         .to_owned();
     say(&format!(
-        "  activity {id} created, {} tokens minted",
+        "  {} created, {} tokens minted",
+        ids.iter()
+            .map(|(id, port)| match port {
+                Some(port) => format!("activity {id} (master :{port})"),
+                None => format!("activity {id}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
         thousands(users as f64)
     ));
+    let activity_arg = ids
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
 
     let draining = scenario == Scenario::Drain;
     if draining {
@@ -699,25 +801,38 @@ async fn run_scenario(
     } else {
         None
     };
-    let before = scrape(addr).await?;
+    let before = scrape_all(addrs).await?;
     let (stop, stopped) = oneshot::channel();
-    let sampler = tokio::spawn(sample(addr.to_owned(), name, before.clone(), stopped));
+    let sampler = tokio::spawn(sample(addrs.to_vec(), name, before.clone(), stopped));
     let url = format!("http://{addr}");
     let cpu_before = CpuTimes::now();
-    let wrk = Wrk {
-        threads: opts.threads,
-        connections: opts.connections,
-        duration,
-        script: &opts.wrk_scripts.join("attempt.lua"),
-        url: &url,
-        script_args: vec![tokens.display().to_string(), id.to_string()],
-    }
-    .run()
-    .await;
-    let cpu_cores = CpuTimes::now().cores_since(&cpu_before);
+    // One wrk per gateway, the threads and connections split between them.
+    let script = opts.wrk_scripts.join("attempt.lua");
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let wrks: Vec<Wrk> = urls
+        .iter()
+        .zip(&token_files)
+        .map(|(url, tokens)| Wrk {
+            threads: (opts.threads / gateways as u32).max(1),
+            connections: (opts.connections / gateways as u32).max(1),
+            duration,
+            script: &script,
+            url,
+            script_args: vec![tokens.display().to_string(), activity_arg.clone()],
+        })
+        .collect();
+    let loads = futures_util::future::join_all(wrks.iter().map(Wrk::run)).await;
+    let cpu_after = CpuTimes::now();
+    let cpu_cores = cpu_after.cores_since(&cpu_before);
+    let redis_masters: BTreeMap<String, f64> = cpu_after
+        .redis_nodes_since(&cpu_before)
+        .into_iter()
+        .filter(|(port, _)| ids.iter().any(|(_, p)| *p == Some(*port)))
+        .map(|(port, cores)| (port.to_string(), cores))
+        .collect();
     let _ = stop.send(());
     let timeline = sampler.await?;
-    let wrk = wrk?;
+    let wrk = Load::combine(loads.into_iter().collect::<anyhow::Result<Vec<_>>>()?);
     say(&format!(
         "  wrk: {} attempts/s, p50 {:.2} ms, p99 {:.2} ms, answers {:?}",
         thousands(wrk.per_second),
@@ -729,7 +844,7 @@ async fn run_scenario(
         Some(arrived) => Some(crowd_leaves(addr, id, gateway_pid, arrived, &wrk).await?),
         None => None,
     };
-    let oha = if opts.oha_duration.is_zero() || draining || crowd.is_some() {
+    let oha = if opts.oha_duration.is_zero() || draining || crowd.is_some() || gateways > 1 {
         None
     } else {
         let oha = Oha {
@@ -750,18 +865,34 @@ async fn run_scenario(
         Some(oha)
     };
     let load_ended = Instant::now();
-    let window = settled_scrape(addr).await?.since(&before);
+    let window = settled_scrape(addrs).await?.since(&before);
     let wins = window.count("won");
+    // Each activity's wins, from the ledger (the gateways count them all together).
+    let mut ledger_wins = Vec::new();
+    for (id, _) in &ids {
+        let orders = ledger
+            .audit(&ActivityKeys::new(id))
+            .await?
+            .map_or(0, |a| a.orders);
+        ledger_wins.push(if ids.len() == 1 { wins } else { orders as u64 });
+    }
 
-    let persistence = if draining {
-        drain_from_start(opts, ledger, database, writer, id, wins).await?
-    } else {
-        drain(opts, ledger, database, id, wins, load_ended).await?
-    };
-    let told = Told {
-        wins,
-        demand_exceeded_stock: users * u64::from(limit) > stock as u64,
-    };
+    let mut persistence: Option<Persistence> = None;
+    for ((id, _), wins) in ids.iter().zip(&ledger_wins) {
+        let one = if draining {
+            drain_from_start(opts, ledger, database, writer, id, *wins).await?
+        } else {
+            drain(opts, ledger, database, id, *wins, load_ended).await?
+        };
+        // Several activities: the report keeps the slowest one's figures.
+        let slower = persistence.as_ref().is_none_or(|p| {
+            one.win_to_row_p99_ms.unwrap_or(0.0) > p.win_to_row_p99_ms.unwrap_or(0.0)
+        });
+        if slower {
+            persistence = Some(one);
+        }
+    }
+    let persistence = persistence.context("no activity")?;
     let db_url = opts.database_url.as_str();
     let redis_url = opts.redis_url.as_str();
     let sources = Sources {
@@ -773,7 +904,50 @@ async fn run_scenario(
             ("SECKILL_DATABASE_URL", db_url),
         ],
     };
-    let mut verdict = check_sale(&sources, id, told).await?;
+    let mut verdict = Verdict {
+        activity: activity_arg.clone(),
+        checks: Vec::new(),
+    };
+    for (k, ((id, port), wins)) in ids.iter().zip(&ledger_wins).enumerate() {
+        let part = stock / parts + i64::from((k as i64) < stock % parts);
+        let told = Told {
+            wins: *wins,
+            demand_exceeded_stock: users / parts as u64 * u64::from(limit) > part as u64,
+        };
+        let mut one = check_sale(&sources, id, told).await?;
+        if let Some(port) = port {
+            for check in &mut one.checks {
+                check.detail = format!("{id} (master :{port}): {}", check.detail);
+            }
+        }
+        verdict.checks.extend(one.checks);
+    }
+    if ids.len() > 1 {
+        let in_ledger: u64 = ledger_wins.iter().sum();
+        verdict.checks.push(Check::new(
+            "gateways_agree_with_ledger",
+            in_ledger == wins,
+            format!("the gateways answered {wins} wins, the ledger holds {in_ledger} orders"),
+        ));
+        let busiest = redis_masters.values().copied().fold(0.0, f64::max);
+        let spread = redis_masters.len() == ids.len()
+            && redis_masters
+                .values()
+                .all(|c| *c >= busiest / 5.0 && *c > 0.0);
+        verdict.checks.push(Check::new(
+            "load_spread",
+            spread,
+            format!(
+                "Redis cores per master during the load: {} (bar: every master at least a fifth \
+                 of the busiest)",
+                redis_masters
+                    .iter()
+                    .map(|(port, cores)| format!(":{port} {cores:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
     // What the clients saw must agree with what the gateway counted.
     let seen = wrk.status(202) + oha.as_ref().map_or(0, |o| o.status(202));
     verdict.checks.insert(
@@ -814,7 +988,7 @@ async fn run_scenario(
     Ok(ScenarioReport {
         name: name.to_owned(),
         what: scenario.what().to_owned(),
-        activity: id.to_string(),
+        activity: activity_arg.clone(),
         users,
         stock,
         per_user_limit: limit,
@@ -831,10 +1005,73 @@ async fn run_scenario(
         sold_out_short_circuits: window.sold_out_short_circuits,
         persistence,
         cpu_cores,
+        redis_masters,
         timeline,
         crowd,
         verdict,
     })
+}
+
+/// `cluster`: activity ids `<id>-<n>`, one on each master of the Redis Cluster, with the
+/// master's port (CLUSTER KEYSLOT of the activity's hash tag, against CLUSTER NODES' ranges).
+async fn one_per_master(
+    ledger: &Ledger,
+    id: &ActivityId,
+) -> anyhow::Result<Vec<(ActivityId, Option<u16>)>> {
+    let mut conn = ledger.connection();
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut conn)
+        .await?;
+    // <id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot ranges…>
+    let mut masters: Vec<(u16, Vec<(u16, u16)>)> = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 9 || !fields[2].contains("master") {
+            continue;
+        }
+        let port = fields[1]
+            .split('@')
+            .next()
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("odd CLUSTER NODES line {line:?}"))?;
+        let ranges = fields[8..]
+            .iter()
+            .filter_map(|r| match r.split_once('-') {
+                Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                None => r.parse().ok().map(|n| (n, n)),
+            })
+            .collect();
+        masters.push((port, ranges));
+    }
+    masters.sort();
+    let mut found: Vec<Option<ActivityId>> = vec![None; masters.len()];
+    for n in 0..1000 {
+        let candidate = ActivityId::parse(&format!("{id}-{n}"))?;
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&ActivityKeys::new(&candidate).meta)
+            .query_async(&mut conn)
+            .await?;
+        if let Some(i) = masters
+            .iter()
+            .position(|(_, ranges)| ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+        {
+            found[i].get_or_insert(candidate);
+        }
+        if found.iter().all(Option::is_some) {
+            return Ok(found
+                .into_iter()
+                .flatten()
+                .zip(masters.iter().map(|(port, _)| Some(*port)))
+                .collect());
+        }
+    }
+    bail!(
+        "1000 candidate ids did not cover the {} masters",
+        masters.len()
+    )
 }
 
 /// The crowd of the `crowd` scenario: 6,000 hostile connections plus a flood of 4,000
@@ -1017,7 +1254,7 @@ fn crowd_checks(crowd: &CrowdReport) -> Vec<Check> {
 
 /// Reads the metrics every second until told to stop; prints progress.
 async fn sample(
-    addr: String,
+    addrs: Vec<String>,
     name: &'static str,
     first: Scrape,
     mut stop: oneshot::Receiver<()>,
@@ -1033,7 +1270,7 @@ async fn sample(
             _ = &mut stop => break,
             _ = tick.tick() => {}
         }
-        let Ok(now) = scrape(&addr).await else {
+        let Ok(now) = scrape_all(&addrs).await else {
             continue;
         };
         let elapsed = last.elapsed().as_secs_f64();
@@ -1060,9 +1297,9 @@ async fn sample(
 }
 
 /// The metrics once no attempt is in flight any more (the load tools have stopped).
-async fn settled_scrape(addr: &str) -> anyhow::Result<Scrape> {
+async fn settled_scrape(addrs: &[String]) -> anyhow::Result<Scrape> {
     for _ in 0..100 {
-        let now = scrape(addr).await?;
+        let now = scrape_all(addrs).await?;
         if now.inflight == 0 {
             return Ok(now);
         }

@@ -99,6 +99,31 @@ impl Scrape {
         }
     }
 
+    /// Two gateways' readings as one: counters and buckets added (the gateways share their
+    /// bucket bounds), gauges added.
+    pub fn plus(&self, other: &Scrape) -> Scrape {
+        let mut attempts = self.attempts.clone();
+        for (outcome, buckets) in &other.attempts {
+            let mine = attempts.entry(outcome.clone()).or_default();
+            if mine.is_empty() {
+                mine.clone_from(buckets);
+            } else {
+                for ((_, n), (_, m)) in mine.iter_mut().zip(buckets) {
+                    *n += m;
+                }
+            }
+        }
+        Scrape {
+            attempts,
+            sold_out_short_circuits: self.sold_out_short_circuits + other.sold_out_short_circuits,
+            redis_calls: self.redis_calls + other.redis_calls,
+            deduct_calls: self.deduct_calls + other.deduct_calls,
+            deduct_attempts: self.deduct_attempts + other.deduct_attempts,
+            inflight: self.inflight + other.inflight,
+            connections_open: self.connections_open + other.connections_open,
+        }
+    }
+
     pub fn count(&self, outcome: &str) -> u64 {
         self.attempts
             .get(outcome)
@@ -221,6 +246,19 @@ pub async fn scrape(addr: &str) -> anyhow::Result<Scrape> {
     }
 }
 
+/// Every gateway's metrics, read one after the other and added up ([`Scrape::plus`]).
+pub async fn scrape_all(addrs: &[String]) -> anyhow::Result<Scrape> {
+    let mut total: Option<Scrape> = None;
+    for addr in addrs {
+        let one = scrape(addr).await?;
+        total = Some(match total {
+            Some(sum) => sum.plus(&one),
+            None => one,
+        });
+    }
+    total.context("no gateway to read")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +314,17 @@ seckill_inflight_requests 3
             later.quantile(None, 0.5),
             Some(Duration::from_secs_f64(0.001 * 55.0 / 60.0))
         );
+    }
+
+    #[test]
+    fn two_gateways_add_up() {
+        let one = Scrape::parse(TEXT).unwrap();
+        let both = one.plus(&one);
+        assert_eq!(both.count("won"), 2 * one.count("won"));
+        assert_eq!(both.total(), 2 * one.total());
+        assert_eq!(both.redis_calls, 2 * one.redis_calls);
+        // Same shape in each: the quantiles do not move.
+        assert_eq!(both.quantile(None, 0.5), one.quantile(None, 0.5));
     }
 
     #[test]

@@ -40,6 +40,49 @@ impl Load {
     pub fn status(&self, status: u16) -> u64 {
         self.statuses.get(&status).copied().unwrap_or(0)
     }
+
+    /// Load generators run side by side (one per gateway) as one: requests, rates, statuses
+    /// and errors added; each latency percentile the worst of theirs (percentiles of separate
+    /// runs cannot be merged exactly; the worst is an upper bound).
+    pub fn combine(mut loads: Vec<Load>) -> Load {
+        if loads.len() == 1 {
+            return loads.remove(0);
+        }
+        let mut statuses = BTreeMap::new();
+        for load in &loads {
+            for (status, n) in &load.statuses {
+                *statuses.entry(*status).or_default() += n;
+            }
+        }
+        let worst = |pick: fn(&Percentiles) -> f64| {
+            loads
+                .iter()
+                .map(|l| pick(&l.latency_ms))
+                .fold(0.0, f64::max)
+        };
+        Load {
+            tool: loads[0].tool.clone(),
+            command: loads
+                .iter()
+                .map(|l| l.command.as_str())
+                .collect::<Vec<_>>()
+                .join(" & "),
+            requests: loads.iter().map(|l| l.requests).sum(),
+            seconds: loads.iter().map(|l| l.seconds).fold(0.0, f64::max),
+            per_second: loads.iter().map(|l| l.per_second).sum(),
+            latency_ms: Percentiles {
+                p50: worst(|p| p.p50),
+                p99: worst(|p| p.p99),
+                p999: loads
+                    .iter()
+                    .all(|l| l.latency_ms.p999.is_some())
+                    .then(|| worst(|p| p.p999.unwrap_or(0.0))),
+                max: worst(|p| p.max),
+            },
+            statuses,
+            errors: loads.iter().map(|l| l.errors).sum(),
+        }
+    }
 }
 
 /// A wrk run: `-t threads -c connections -d duration --latency [-s script URL -- args]`.

@@ -18,10 +18,16 @@ end
 
 -- Every request is formatted once, before the clock starts (wrk runs init before it), so the
 -- load generator spends per request only what it spends on GET /healthz.
+-- ACTIVITY may be several ids separated by commas (the `cluster` scenario, one per master):
+-- the n-th user of the file then buys in the (n mod k)-th activity, always the same one.
 function init(args)
-  local path = "/v1/activities/" .. args[2] .. "/orders"
+  local paths = {}
+  for id in string.gmatch(args[2], "[^,]+") do
+    paths[#paths + 1] = "/v1/activities/" .. id .. "/orders"
+  end
   requests = {}
   for line in io.lines(args[1]) do
+    local path = paths[#requests % #paths + 1]
     requests[#requests + 1] = wrk.format("POST", path, { ["Authorization"] = "Bearer " .. line }, "")
   end
   if #requests == 0 then
