@@ -309,6 +309,15 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         );
     }
 
+    // What each scenario sells in: its activity, or (`cluster`) one activity per master.
+    let mut sold_in: Vec<Vec<(ActivityId, Option<u16>)>> = Vec::new();
+    for (scenario, id) in &activities {
+        sold_in.push(if *scenario == Scenario::Cluster {
+            one_per_master(&ledger, id).await?
+        } else {
+            vec![(id.clone(), None)]
+        });
+    }
     // The writer handles this run's activities only.
     let mut writer_env = env.clone();
     // One consumer group for every bench run on this machine: a new group starts from the
@@ -316,9 +325,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     writer_env.push(("SECKILL_WRITER_GROUP", opts.writer_group.clone()));
     writer_env.push((
         "SECKILL_WRITER_ACTIVITIES",
-        activities
+        sold_in
             .iter()
-            .map(|(_, id)| id.as_str())
+            .flatten()
+            .map(|(id, _)| id.as_str())
             .collect::<Vec<_>>()
             .join(","),
     ));
@@ -448,7 +458,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     };
 
     let mut scenarios = Vec::new();
-    for (scenario, id) in &activities {
+    for ((scenario, id), ids) in activities.iter().zip(sold_in) {
         writer.alive()?;
         gateway.alive()?;
         if let Some(second) = second_writer.as_mut() {
@@ -471,6 +481,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             &ceilings,
             *scenario,
             id,
+            ids,
             gateway.child.id(),
         )
         .await
@@ -685,6 +696,7 @@ async fn run_scenario(
     ceilings: &Ceilings,
     scenario: Scenario,
     id: &ActivityId,
+    ids: Vec<(ActivityId, Option<u16>)>,
     gateway_pid: u32,
 ) -> anyhow::Result<ScenarioReport> {
     let addr = addrs[0].as_str();
@@ -700,11 +712,6 @@ async fn run_scenario(
     ));
     let seckillctl = opts.bin.join("seckillctl");
     // `cluster`: one activity per master, the stock split between them (each user buys in one).
-    let ids = if scenario == Scenario::Cluster {
-        one_per_master(ledger, id).await?
-    } else {
-        vec![(id.clone(), None)]
-    };
     let parts = ids.len() as i64;
     for (k, (id, _)) in ids.iter().enumerate() {
         let part = stock / parts + i64::from((k as i64) < stock % parts);
