@@ -345,8 +345,9 @@ impl Report {
         {
             let _ = writeln!(
                 md,
-                "\nThe Redis Cluster of `{}` (activities {}), cores each master used during the load:\n\n\
-                 | {} |\n|{}|\n| {} |",
+                "\nThe Redis Cluster of `{}` (activities {}; the rows above are all of theirs, win→row \
+                 and writer orders/s those of the slowest), cores each master used during the load:\n\n\
+                 | {} |\n|{}\n| {} |",
                 s.name,
                 s.activity,
                 s.redis_masters

@@ -899,7 +899,15 @@ async fn run_scenario(
             persistence = Some(one);
         }
     }
-    let persistence = persistence.context("no activity")?;
+    // The rows of every activity; the latencies and rate of the slowest one.
+    let mut persistence = persistence.context("no activity")?;
+    if ids.len() > 1 {
+        let mut rows = 0;
+        for (id, _) in &ids {
+            rows += database.order_count(id.as_str()).await?;
+        }
+        persistence.rows = rows;
+    }
     let db_url = opts.database_url.as_str();
     let redis_url = opts.redis_url.as_str();
     let sources = Sources {
