@@ -140,3 +140,56 @@ async fn an_event_published_anywhere_reaches_a_subscriber_on_any_master() {
         Some(LedgerEvent::SoldOut(activity))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_whose_slot_moves_to_another_master_keeps_selling() {
+    let cluster = PrivateRedisCluster::start(3).await;
+    let ledger = ledger_at(&cluster.url).await;
+    let ids = leased_ids(&ledger).await;
+    let activity = cluster.ids_on_every_master("mv").await.remove(0);
+    create(&ledger, &activity, 3).await;
+    let keys = ActivityKeys::new(&activity);
+    let before = won(buy(&ledger, &keys, &ids, "a", 1).await);
+    assert_eq!(cluster.master_of(&keys.meta).await, cluster.ports[0]);
+
+    // The ledger's connections still map the slot to the first master: MOVED sends them on.
+    cluster.move_slot(&keys.meta, cluster.ports[1]).await;
+    let after = won(buy(&ledger, &keys, &ids, "b", 1).await);
+    assert!(matches!(
+        buy(&ledger, &keys, &ids, "a", 1).await,
+        DeductOutcome::Repeat { .. }
+    ));
+    for order in [before, after] {
+        assert_eq!(
+            ledger.order(order).await.unwrap().unwrap().activity_id,
+            activity.as_str()
+        );
+    }
+    let audit = ledger.audit(&keys).await.unwrap().unwrap();
+    assert!(audit.balanced(), "{}", audit.balance_line());
+    assert_eq!((audit.stock, audit.reserved, audit.orders), (1, 2, 2));
+    // Every key of the activity moved with the slot: the old master holds none of them.
+    let slot: i64 = cluster
+        .on_node(
+            cluster.ports[0],
+            &["CLUSTER", "KEYSLOT", keys.meta.as_str()],
+        )
+        .await
+        .unwrap();
+    let slot = slot.to_string();
+    let count = |port| {
+        let slot = slot.clone();
+        let cluster = &cluster;
+        async move {
+            cluster
+                .on_node::<i64>(port, &["CLUSTER", "COUNTKEYSINSLOT", &slot])
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(cluster.ports[0]).await, 0);
+    assert!(
+        count(cluster.ports[1]).await >= 5,
+        "meta, stock, reserved, buyers, orders…"
+    );
+}

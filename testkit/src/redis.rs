@@ -351,6 +351,58 @@ impl PrivateRedisCluster {
         panic!("1000 fresh ids did not cover every master");
     }
 
+    /// Moves the slot of `key` to the master at `to` the way `redis-cli --cluster reshard`
+    /// does: IMPORTING on the target, MIGRATING on the source, MIGRATE of every key in the slot,
+    /// then the new owner announced to every master. Clients holding the old slot map are
+    /// answered MOVED (or ASK while the keys move).
+    pub async fn move_slot(&self, key: &str, to: u16) {
+        let from = self.master_of(key).await;
+        assert_ne!(from, to, "{key:?} is already served by :{to}");
+        let slot: u16 = node_query(from, &["CLUSTER", "KEYSLOT", key])
+            .await
+            .unwrap();
+        let slot = slot.to_string();
+        let id = |port: u16| async move {
+            node_query::<String>(port, &["CLUSTER", "MYID"])
+                .await
+                .unwrap()
+        };
+        let (from_id, to_id) = (id(from).await, id(to).await);
+        let ok =
+            |reply: Option<String>, what: &str| assert_eq!(reply.as_deref(), Some("OK"), "{what}");
+        ok(
+            node_query(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]).await,
+            "SETSLOT IMPORTING",
+        );
+        ok(
+            node_query(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]).await,
+            "SETSLOT MIGRATING",
+        );
+        loop {
+            let keys: Vec<String> = node_query(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"])
+                .await
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            ok(node_query(from, &args).await, "MIGRATE");
+        }
+        for port in &self.ports {
+            ok(
+                node_query(*port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]).await,
+                "SETSLOT NODE",
+            );
+        }
+        let moved = crate::eventually_async(Duration::from_secs(10), || async {
+            self.master_of(key).await == to
+        })
+        .await;
+        assert!(moved, "the slot of {key:?} never showed as served by :{to}");
+    }
+
     /// A command on one node (no redirection), e.g. INFO or SCRIPT FLUSH; `None` if it failed.
     pub async fn on_node<T: ::redis::FromRedisValue>(&self, port: u16, args: &[&str]) -> Option<T> {
         node_query(port, args).await
