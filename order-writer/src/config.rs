@@ -114,6 +114,11 @@ impl WriterConfig {
                 None,
                 defaults.payment_window,
             )?,
+            adopt_after: settings.duration(
+                "SECKILL_WRITER_ADOPT_AFTER",
+                None,
+                defaults.adopt_after,
+            )?,
             ..defaults.clone()
         }
         .with_sweep_every(settings.duration(
@@ -223,6 +228,9 @@ mod tests {
             ("SECKILL_DATABASE_URL", "mysql://x"),
             ("SECKILL_PAYMENT_WINDOW", "soon"),
             ("SECKILL_SWEEP_EVERY", "0s"),
+            ("SECKILL_WRITER_ADOPT_AFTER", "0s"),
+            ("SECKILL_WRITER_ADOPT_AFTER", "later"),
+            ("SECKILL_REDIS_URL", "redis://127.0.0.1:7001,"),
             ("SECKILL_WRITER_ACTIVITIES", "a{b}"),
             ("SECKILL_WRITER_START_AT", "yesterday"),
             ("SECKILL_DB_POOL", "0"),

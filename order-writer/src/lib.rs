@@ -16,6 +16,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod adopt;
 pub mod config;
 pub mod consume;
 pub mod group;
@@ -133,6 +134,7 @@ impl Writer {
             .await?,
         );
         let metrics_store = store.clone();
+        let adopt_store = store.clone();
         let lifecycle = Lifecycle::start(
             &mq,
             &config.rocketmq_namesrv,
@@ -218,7 +220,16 @@ impl Writer {
         };
         let group_lease = tokio::spawn(group_filter.clone().keep(ledger.clone(), stopping.clone()));
         let writer_ledger = ledger.clone();
+        let adopter = adopt::Adopter::new(
+            persister.clone(),
+            ledger.clone(),
+            adopt_store,
+            lifecycle.clone(),
+            config.activities.clone(),
+            config.timing.adopt_after,
+        );
         let sweeper = tokio::spawn(sweep::run(
+            adopter,
             lifecycle.clone(),
             ledger,
             sweep::lease_key(&config.consumer_group),

@@ -30,6 +30,10 @@ pub struct Timing {
     /// message, a mirror call, a timer) barely depends on its size. It adds at most this much
     /// to the time from a win to its row.
     pub order_pull_interval: Duration,
+    /// `SECKILL_WRITER_ADOPT_AFTER` (default 60 s): a won order still `queued` this long after
+    /// its win, with no row, in an activity whose rows stopped growing and whose outbox is
+    /// empty, is persisted by the sweeper itself (its message is out of reach: `adopt.rs`).
+    pub adopt_after: Duration,
 }
 
 impl Default for Timing {
@@ -46,6 +50,7 @@ impl Default for Timing {
             send_timeout: seckill_lifecycle::SEND_TIMEOUT,
             shutdown_wait: Duration::from_secs(10),
             order_pull_interval: Duration::from_millis(50),
+            adopt_after: Duration::from_secs(60),
         }
     }
 }
@@ -60,9 +65,10 @@ impl Timing {
 
     /// Refuses combinations under which the writer would misbehave.
     pub fn check(&self) -> Result<(), ConfigError> {
-        if self.payment_window.is_zero() || self.sweep_every.is_zero() {
+        if self.payment_window.is_zero() || self.sweep_every.is_zero() || self.adopt_after.is_zero()
+        {
             return Err(ConfigError::new(
-                "SECKILL_PAYMENT_WINDOW and SECKILL_SWEEP_EVERY must be positive",
+                "SECKILL_PAYMENT_WINDOW, SECKILL_SWEEP_EVERY and SECKILL_WRITER_ADOPT_AFTER must be positive",
             ));
         }
         if self.sweep_lease <= self.sweep_every {

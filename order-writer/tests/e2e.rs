@@ -662,3 +662,60 @@ async fn reconcile_republishes_what_the_database_lacks() {
     assert_verified_within(&activity, &redis.url, &database, &mq.namesrv, DRAIN).await;
     writer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn won_orders_whose_messages_are_gone_are_adopted_by_the_sweeper() {
+    let Stack {
+        mq,
+        redis,
+        database,
+        store,
+        ledger,
+        activity,
+    } = Stack::start("adopt", 5, 1).await;
+    let keys = ActivityKeys::new(&activity);
+    let ids = leased_ids(&ledger).await;
+    // Three wins whose messages the broker confirmed and then lost (as a broker that died
+    // unread does): out of the outbox, in no topic.
+    let mut won = Vec::new();
+    for user in ["a", "b", "c"] {
+        let seckill_ledger::ledger::DeductOutcome::Won { record, .. } =
+            buy(&ledger, &keys, &ids, user, 1).await
+        else {
+            panic!("{user}: expected a win")
+        };
+        won.push(record.order_id);
+    }
+    let published: Vec<(&ActivityKeys, OrderId)> = won.iter().map(|o| (&keys, *o)).collect();
+    ledger.mark_published(&published).await.unwrap();
+
+    let mut config = writer_config(&redis.url, &database, &mq.namesrv, &[&activity]);
+    config.timing = config
+        .timing
+        .clone()
+        .with_sweep_every(Duration::from_secs(1));
+    config.timing.adopt_after = Duration::from_secs(1);
+    let writer = seckill_order_writer::Writer::start(&config).await.unwrap();
+
+    assert_eq!(
+        wait_for_rows(&store, activity.as_str(), won.len(), DRAIN).await,
+        won.len()
+    );
+    let rows = store.activity_orders(activity.as_str()).await.unwrap();
+    let persisted: HashSet<OrderId> = rows.keys().copied().collect();
+    assert_eq!(persisted, won.iter().copied().collect::<HashSet<_>>());
+    assert!(rows.values().all(|r| r.status == "pending_payment"));
+    assert_verified_within(&activity, &redis.url, &database, &mq.namesrv, DRAIN).await;
+    for order in &won {
+        assert_eq!(
+            ledger
+                .order_in(&keys, *order)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            OrderStatus::PendingPayment
+        );
+    }
+    writer.shutdown().await;
+}
