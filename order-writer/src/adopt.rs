@@ -39,6 +39,11 @@ pub struct Adopter {
     pub after: Duration,
     /// Each activity's row count at the previous tick.
     rows_before: HashMap<ActivityId, i64>,
+    /// (rows, ledger orders) of each activity when a scan last found nothing to adopt: some
+    /// orders never get a row (a limit-1 buyer's second order is parked, its stock released), so
+    /// an activity may stay below the ledger's count for good; it is scanned again only once
+    /// either count moves.
+    fruitless: HashMap<ActivityId, (i64, i64)>,
 }
 
 /// Why an adoption tick stopped.
@@ -69,6 +74,7 @@ impl Adopter {
             activities,
             after,
             rows_before: HashMap::new(),
+            fruitless: HashMap::new(),
         }
     }
 
@@ -109,23 +115,29 @@ impl Adopter {
         let rows = self.store.order_count(id.as_str()).await?;
         let before = self.rows_before.insert(id.clone(), rows);
         let stalled = rows < audit.orders && audit.outbox == 0 && before == Some(rows);
-        if !stalled {
+        if !stalled || self.fruitless.get(id) == Some(&(rows, audit.orders)) {
             return Ok(0);
         }
-        let due = seckill_service::now_ms() - self.after.as_millis() as i64;
         let queued: Vec<_> = self
             .ledger
             .orders(&keys)
             .await?
             .into_iter()
-            .filter(|o| o.status == OrderStatus::Queued && o.created_at < due)
+            .filter(|o| o.status == OrderStatus::Queued)
             .collect();
         let ids: Vec<_> = queued.iter().map(|o| o.order_id).collect();
         let known = self.store.existing(&ids).await?;
-        let missing: Vec<_> = queued
+        let rowless: Vec<_> = queued
             .into_iter()
             .filter(|o| !known.contains(&o.order_id))
             .collect();
+        if rowless.is_empty() {
+            self.fruitless.insert(id.clone(), (rows, audit.orders));
+            return Ok(0);
+        }
+        // Only those old enough: a younger one's message may still be on its way.
+        let due = seckill_service::now_ms() - self.after.as_millis() as i64;
+        let missing: Vec<_> = rowless.into_iter().filter(|o| o.created_at < due).collect();
         let count = missing.len();
         for batch in missing.chunks(ADOPT_BATCH) {
             persist_and_mirror(
