@@ -170,7 +170,11 @@ impl Service {
         let file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(program)
             .envs(env.iter().map(|(k, v)| (k, v.as_str())))
-            .env("RUST_LOG", "warn")
+            // `SECKILL_BENCH_LOG` (a RUST_LOG filter) for a diagnosis; warnings otherwise.
+            .env(
+                "RUST_LOG",
+                std::env::var("SECKILL_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

@@ -2,7 +2,8 @@
 //!
 //! Every caller goes through here; nobody else builds script arguments. Scripts run with EVALSHA;
 //! a NOSCRIPT answer (Redis restarted, failed over, `SCRIPT FLUSH`, or a cluster node that never
-//! saw the script) loads the script (on every master of a cluster) and retries exactly once.
+//! saw the script) is retried exactly once as EVAL of the source, which runs on the same node
+//! and caches the script there.
 //!
 //! Connections are multiplexed (many concurrent requests share one socket and are written as
 //! pipelines) and reconnecting: `redis` connection managers on a single node, cluster
@@ -329,14 +330,30 @@ impl Ledger {
         }
         let conn = self.connection();
         if self.topology.is_cluster() {
-            futures_util::future::try_join_all(entries.iter().map(|(id, activity)| {
-                let mut conn = conn.clone();
-                async move {
-                    conn.set::<_, _, ()>(keys::order_index(id.0), *activity)
-                        .await
+            for chunk in entries.chunks(1000) {
+                // Twice (SET is idempotent): a winner's index failing once (a moved slot, a
+                // timeout) should not leave their order unfindable until the relay comes by.
+                let mut failed = None;
+                for _ in 0..2 {
+                    let sets = chunk.iter().map(|(id, activity)| {
+                        let mut conn = conn.clone();
+                        async move {
+                            conn.set::<_, _, ()>(keys::order_index(id.0), *activity)
+                                .await
+                        }
+                    });
+                    match futures_util::future::try_join_all(sets).await {
+                        Ok(_) => {
+                            failed = None;
+                            break;
+                        }
+                        Err(e) => failed = Some(e),
+                    }
                 }
-            }))
-            .await?;
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
+            }
         } else {
             for chunk in entries.chunks(1000) {
                 let pairs: Vec<(String, &str)> = chunk
@@ -380,29 +397,33 @@ impl Ledger {
         Ok(())
     }
 
-    /// EVALSHA, and on NOSCRIPT: SCRIPT LOAD and one retry.
+    /// EVALSHA, and on NOSCRIPT one retry as EVAL of the source: routed by its first key like
+    /// the EVALSHA, so it runs on the node that lacked the script (on a cluster, the master of
+    /// the keys' slot, whatever the other nodes' state) and leaves the script cached there.
     async fn eval<T: FromRedisValue>(
         &self,
         script: &Script,
         keys: &[&str],
         args: impl ToRedisArgs,
     ) -> Result<T, LedgerError> {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&script.sha).arg(keys.len()).arg(keys).arg(args);
+        let args = args.to_redis_args();
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha
+            .arg(&script.sha)
+            .arg(keys.len())
+            .arg(keys)
+            .arg(&args);
         let mut conn = self.connection();
-        match cmd.query_async(&mut conn).await {
+        match evalsha.query_async(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
                 self.script_reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     script = script.name,
-                    "NOSCRIPT: reloading the script and retrying once"
+                    "NOSCRIPT: running the script's source once, which caches it there"
                 );
-                redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(script.source)
-                    .query_async::<String>(&mut conn)
-                    .await?;
-                Ok(cmd.query_async(&mut conn).await?)
+                let mut eval = redis::cmd("EVAL");
+                eval.arg(script.source).arg(keys.len()).arg(keys).arg(&args);
+                Ok(eval.query_async(&mut conn).await?)
             }
             other => Ok(other?),
         }

@@ -132,28 +132,48 @@ pub async fn spread_topics(runtime: &MqRuntime, namesrv: &str) -> Result<Vec<Str
 }
 
 async fn spread_with(admin: &mut DefaultMQProducer) -> Result<Vec<String>, MqError> {
-    use std::collections::BTreeSet;
-    let brokers = |queues: Vec<rocketmq_model::message::MessageQueue>| -> BTreeSet<String> {
-        queues.iter().map(|q| q.broker_name().to_string()).collect()
+    use std::collections::BTreeMap;
+    // Queues per broker name.
+    let per_broker = |queues: Vec<rocketmq_model::message::MessageQueue>| {
+        let mut brokers: BTreeMap<String, i32> = BTreeMap::new();
+        for queue in &queues {
+            *brokers.entry(queue.broker_name().to_string()).or_default() += 1;
+        }
+        brokers
     };
-    let all = brokers(admin.fetch_publish_message_queues(TEMPLATE_TOPIC).await?);
+    let all = per_broker(admin.fetch_publish_message_queues(TEMPLATE_TOPIC).await?);
     let mut spread = Vec::new();
     for topic in crate::ALL_TOPICS {
-        // A topic no broker has yet is "not found": no queues anywhere.
-        let on = admin
-            .fetch_publish_message_queues(topic)
-            .await
-            .map(brokers)
-            .unwrap_or_default();
-        if !all.is_subset(&on) {
-            admin
-                .create_topic(TEMPLATE_TOPIC, topic, TOPIC_QUEUES, Default::default())
-                .await?;
-            tracing::info!(topic, brokers = ?all, "topic given queues on every broker");
-            spread.push((*topic).to_owned());
+        let on = match admin.fetch_publish_message_queues(topic).await {
+            Ok(queues) => per_broker(queues),
+            // No broker has it yet: created on every one.
+            Err(e) if not_found(&e) => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        if all.keys().all(|broker| on.contains_key(broker)) {
+            continue;
         }
+        // Creating sends create-or-update to every broker of the template's route, those that
+        // have the topic included: with their own queue count (the largest, if they differ),
+        // so no queue an operator added is taken away.
+        let queues = on.values().copied().max().unwrap_or(TOPIC_QUEUES);
+        admin
+            .create_topic(TEMPLATE_TOPIC, topic, queues, Default::default())
+            .await?;
+        tracing::info!(topic, queues, brokers = ?all.keys().collect::<Vec<_>>(), "topic given queues on every broker");
+        spread.push((*topic).to_owned());
     }
     Ok(spread)
+}
+
+/// Whether a route lookup failed because the topic does not exist (anything else — a timeout,
+/// an unreachable name server — must not pass for it). The client (1.0.0) answers a topic the
+/// name server does not know with "… Can not find Message Queue for this topic, <topic>".
+fn not_found(error: &rocketmq_client_rust::ClientError) -> bool {
+    error
+        .to_string()
+        .to_ascii_lowercase()
+        .contains("can not find message queue for this topic")
 }
 
 /// Sends one batch; Ok only when the broker answers SEND_OK (stored), so a caller never counts
