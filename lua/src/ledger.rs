@@ -321,46 +321,25 @@ impl Ledger {
         self.connections[i].clone()
     }
 
-    /// Makes orders findable by their id alone (`sk:order:<id>` → activity id). On a node, one
-    /// MSET per chunk; on a cluster the index keys hash to other slots than their activity, so
-    /// one SET each, sent together.
+    /// On a cluster, makes orders findable by their id alone (`sk:order:<id>` → activity id):
+    /// the index keys hash to other slots than their activity, so one SET each, sent together
+    /// (on a single node the scripts and `rebuild` write the index themselves).
     async fn write_index(&self, entries: &[(OrderId, &str)]) -> Result<(), LedgerError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
         let conn = self.connection();
-        if self.topology.is_cluster() {
-            for chunk in entries.chunks(1000) {
-                // Twice (SET is idempotent): a winner's index failing once (a moved slot, a
-                // timeout) should not leave their order unfindable until the relay comes by.
-                let mut failed = None;
-                for _ in 0..2 {
-                    let sets = chunk.iter().map(|(id, activity)| {
-                        let mut conn = conn.clone();
-                        async move {
-                            conn.set::<_, _, ()>(keys::order_index(id.0), *activity)
-                                .await
-                        }
-                    });
-                    match futures_util::future::try_join_all(sets).await {
-                        Ok(_) => {
-                            failed = None;
-                            break;
-                        }
-                        Err(e) => failed = Some(e),
+        for chunk in entries.chunks(1000) {
+            // Twice (SET is idempotent): a winner's index failing once (a moved slot, a
+            // timeout) should not leave their order unfindable until the relay comes by.
+            let write = || {
+                futures_util::future::try_join_all(chunk.iter().map(|(id, activity)| {
+                    let mut conn = conn.clone();
+                    async move {
+                        conn.set::<_, _, ()>(keys::order_index(id.0), *activity)
+                            .await
                     }
-                }
-                if let Some(e) = failed {
-                    return Err(e.into());
-                }
-            }
-        } else {
-            for chunk in entries.chunks(1000) {
-                let pairs: Vec<(String, &str)> = chunk
-                    .iter()
-                    .map(|(id, activity)| (keys::order_index(id.0), *activity))
-                    .collect();
-                conn.clone().mset::<_, _, ()>(&pairs).await?;
+                }))
+            };
+            if write().await.is_err() {
+                write().await?;
             }
         }
         Ok(())

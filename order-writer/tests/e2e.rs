@@ -195,16 +195,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
         ledger,
         activity,
     } = Stack::start("dup", 10, 1).await;
-    let keys = ActivityKeys::new(&activity);
-    let ids = leased_ids(&ledger).await;
-    let mut orders = Vec::new();
-    for user in ["d1", "d2", "d3"] {
-        let outcome = buy(&ledger, &keys, &ids, user, 1).await;
-        let seckill_ledger::ledger::DeductOutcome::Won { record, .. } = outcome else {
-            panic!()
-        };
-        orders.push(record.decode().unwrap());
-    }
+    let orders = won_in_ledger(&ledger, &activity, &["d1", "d2", "d3"]).await;
 
     // The same batch persisted three times through the real transactional path: one row each.
     let runtime = MqRuntime::start("test-dup").unwrap();
@@ -674,18 +665,13 @@ async fn won_orders_whose_messages_are_gone_are_adopted_by_the_sweeper() {
         activity,
     } = Stack::start("adopt", 5, 1).await;
     let keys = ActivityKeys::new(&activity);
-    let ids = leased_ids(&ledger).await;
     // Three wins whose messages the broker confirmed and then lost (as a broker that died
     // unread does): out of the outbox, in no topic.
-    let mut won = Vec::new();
-    for user in ["a", "b", "c"] {
-        let seckill_ledger::ledger::DeductOutcome::Won { record, .. } =
-            buy(&ledger, &keys, &ids, user, 1).await
-        else {
-            panic!("{user}: expected a win")
-        };
-        won.push(record.order_id);
-    }
+    let won: Vec<OrderId> = won_in_ledger(&ledger, &activity, &["a", "b", "c"])
+        .await
+        .iter()
+        .map(|o| o.order_id)
+        .collect();
     let published: Vec<(&ActivityKeys, OrderId)> = won.iter().map(|o| (&keys, *o)).collect();
     ledger.mark_published(&published).await.unwrap();
 

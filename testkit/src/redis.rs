@@ -151,11 +151,7 @@ impl PrivateRedis {
 
     /// Calls of one command so far, from INFO commandstats.
     pub async fn calls(&self, command: &str) -> u64 {
-        let client = redis::Client::open(self.url.as_str()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut conn)
+        let info: String = node_query(self.port, &["INFO", "commandstats"])
             .await
             .unwrap();
         let prefix = format!("cmdstat_{command}:calls=");
@@ -406,17 +402,6 @@ impl PrivateRedisCluster {
     /// A command on one node (no redirection), e.g. INFO or SCRIPT FLUSH; `None` if it failed.
     pub async fn on_node<T: ::redis::FromRedisValue>(&self, port: u16, args: &[&str]) -> Option<T> {
         node_query(port, args).await
-    }
-
-    /// Calls of one command so far on the node at `port`, from INFO commandstats.
-    pub async fn calls_on(&self, port: u16, command: &str) -> u64 {
-        let info: String = node_query(port, &["INFO", "commandstats"]).await.unwrap();
-        let prefix = format!("cmdstat_{command}:calls=");
-        info.lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
     }
 }
 

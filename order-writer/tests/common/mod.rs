@@ -112,16 +112,14 @@ pub async fn assert_verified_within(
     }
 }
 
-/// One unit won straight in the ledger by each of `users`, then persisted as the writer would
-/// (rows `pending_payment`, the status mirrored): the orders, in `users`' order.
-pub async fn persisted_wins(
+/// One unit won straight in the ledger by each of `users` (nothing published): the orders, in
+/// `users`' order.
+pub async fn won_in_ledger(
     ledger: &seckill_ledger::Ledger,
-    store: &seckill_store::Store,
     activity: &ActivityId,
     users: &[&str],
 ) -> Vec<seckill_ledger::OrderRecord> {
-    use seckill_ledger::{ActivityKeys, OrderStatus};
-    let keys = ActivityKeys::new(activity);
+    let keys = seckill_ledger::ActivityKeys::new(activity);
     let ids = leased_ids(ledger).await;
     let mut orders = Vec::new();
     for user in users {
@@ -132,6 +130,20 @@ pub async fn persisted_wins(
         };
         orders.push(record.decode().unwrap());
     }
+    orders
+}
+
+/// One unit won straight in the ledger by each of `users`, then persisted as the writer would
+/// (rows `pending_payment`, the status mirrored): the orders, in `users`' order.
+pub async fn persisted_wins(
+    ledger: &seckill_ledger::Ledger,
+    store: &seckill_store::Store,
+    activity: &ActivityId,
+    users: &[&str],
+) -> Vec<seckill_ledger::OrderRecord> {
+    use seckill_ledger::{ActivityKeys, OrderStatus};
+    let keys = ActivityKeys::new(activity);
+    let orders = won_in_ledger(ledger, activity, users).await;
     store
         .insert_orders(&orders, OrderStatus::PendingPayment)
         .await
