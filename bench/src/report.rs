@@ -121,6 +121,9 @@ pub struct ScenarioReport {
     /// Attempts per `deduct.lua` call the gateway made (its batches' mean size).
     pub attempts_per_deduct_call: Option<f64>,
     pub outcomes: BTreeMap<String, OutcomeLatency>,
+    /// The deduct's stages per attempt (`queued` for a script call, the `call`), from the
+    /// gateway's histograms.
+    pub deduct_stages: BTreeMap<String, OutcomeLatency>,
     /// Wins the gateway answered during the scenario (its counter).
     pub wins: u64,
     pub redis_calls: u64,
@@ -378,6 +381,27 @@ impl Report {
                     ms(l.p99_ms),
                     ms(l.p999_ms)
                 );
+            }
+        }
+        if self.scenarios.iter().any(|s| !s.deduct_stages.is_empty()) {
+            md.push_str(
+                "\nWhere a deduct's time went, per attempt (server side: `queued` from joining the \
+                 batcher's queue to its script call starting, `call` the call's round trip; the \
+                 rest of an answer is HTTP and scheduling):\n\n\
+                 | scenario | stage | attempts | p50 | p99 | p99.9 |\n|---|---|---:|---:|---:|---:|\n",
+            );
+            for s in &self.scenarios {
+                for (stage, l) in &s.deduct_stages {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {stage} | {} | {} | {} | {} |",
+                        s.name,
+                        thousands(l.count as f64),
+                        ms(l.p50_ms),
+                        ms(l.p99_ms),
+                        ms(l.p999_ms)
+                    );
+                }
             }
         }
         md.push_str(

@@ -30,7 +30,7 @@ use crate::report::{
     thousands, Ceilings, CrowdReport, Drain, OutcomeLatency, Persistence, Report, Sample,
     ScenarioReport,
 };
-use crate::scrape::{http_get, scrape, scrape_all, Scrape};
+use crate::scrape::{http_get, quantile, scrape, scrape_all, Buckets, Scrape};
 use crate::tools::{Load, Oha, Wrk};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -985,25 +985,6 @@ async fn run_scenario(
     }
     verdict.print();
 
-    let outcomes = window
-        .outcomes()
-        .map(|(outcome, count)| {
-            let q = |q| {
-                window
-                    .quantile(Some(outcome), q)
-                    .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-            };
-            (
-                outcome.to_owned(),
-                OutcomeLatency {
-                    count,
-                    p50_ms: q(0.5),
-                    p99_ms: q(0.99),
-                    p999_ms: q(0.999),
-                },
-            )
-        })
-        .collect();
     Ok(ScenarioReport {
         name: name.to_owned(),
         what: scenario.what().to_owned(),
@@ -1018,7 +999,8 @@ async fn run_scenario(
             .then(|| window.deduct_attempts as f64 / window.deduct_calls as f64),
         wrk,
         oha,
-        outcomes,
+        outcomes: latencies(&window.attempts),
+        deduct_stages: latencies(&window.deduct_stages),
         wins,
         redis_calls: window.redis_calls,
         sold_out_short_circuits: window.sold_out_short_circuits,
@@ -1033,6 +1015,26 @@ async fn run_scenario(
 
 /// `cluster`: activity ids `<id>-<n>`, one on each master of the Redis Cluster, with the
 /// master's port (CLUSTER KEYSLOT of the activity's hash tag, against CLUSTER NODES' ranges).
+/// p50, p99 and p99.9 of each histogram that counted anything (outcomes, or deduct stages).
+fn latencies(histograms: &BTreeMap<String, Buckets>) -> BTreeMap<String, OutcomeLatency> {
+    histograms
+        .iter()
+        .filter_map(|(name, buckets)| {
+            let count = buckets.last().map_or(0, |(_, n)| *n);
+            let q = |q| quantile(buckets, q).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+            (count > 0).then(|| {
+                let latency = OutcomeLatency {
+                    count,
+                    p50_ms: q(0.5),
+                    p99_ms: q(0.99),
+                    p999_ms: q(0.999),
+                };
+                (name.clone(), latency)
+            })
+        })
+        .collect()
+}
+
 async fn one_per_master(
     ledger: &Ledger,
     id: &ActivityId,

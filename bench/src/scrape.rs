@@ -16,6 +16,8 @@ pub type Buckets = Vec<(f64, u64)>;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Scrape {
     pub attempts: BTreeMap<String, Buckets>,
+    /// The deduct's stages (`queued`, `call`), each timed per attempt.
+    pub deduct_stages: BTreeMap<String, Buckets>,
     pub sold_out_short_circuits: u64,
     pub redis_calls: u64,
     pub deduct_calls: u64,
@@ -33,21 +35,10 @@ impl Scrape {
                 continue;
             };
             if let Some(labels) = series.strip_prefix("seckill_attempt_duration_seconds_bucket{") {
-                let outcome = label(labels, "outcome").context("bucket without outcome")?;
-                let le = match label(labels, "le").context("bucket without le")? {
-                    "+Inf" => f64::INFINITY,
-                    bound => bound
-                        .parse()
-                        .with_context(|| format!("bad le in {line:?}"))?,
-                };
-                let count = value
-                    .parse()
-                    .with_context(|| format!("bad count in {line:?}"))?;
-                scrape
-                    .attempts
-                    .entry(outcome.to_owned())
-                    .or_default()
-                    .push((le, count));
+                push_bucket(&mut scrape.attempts, labels, "outcome", value, line)?;
+            } else if let Some(labels) = series.strip_prefix("seckill_deduct_stage_seconds_bucket{")
+            {
+                push_bucket(&mut scrape.deduct_stages, labels, "stage", value, line)?;
             } else if series == "seckill_sold_out_short_circuits_total" {
                 scrape.sold_out_short_circuits = value.parse()?;
             } else if series == "seckill_redis_calls_total" {
@@ -70,24 +61,9 @@ impl Scrape {
 
     /// What happened between `earlier` and this reading (counters only grow).
     pub fn since(&self, earlier: &Scrape) -> Scrape {
-        let attempts = self
-            .attempts
-            .iter()
-            .map(|(outcome, buckets)| {
-                let before = earlier.attempts.get(outcome);
-                let diff = buckets
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (le, n))| {
-                        let old = before.and_then(|b| b.get(i)).map_or(0, |(_, n)| *n);
-                        (*le, n.saturating_sub(old))
-                    })
-                    .collect();
-                (outcome.clone(), diff)
-            })
-            .collect();
         Scrape {
-            attempts,
+            attempts: buckets_since(&self.attempts, &earlier.attempts),
+            deduct_stages: buckets_since(&self.deduct_stages, &earlier.deduct_stages),
             sold_out_short_circuits: self
                 .sold_out_short_circuits
                 .saturating_sub(earlier.sold_out_short_circuits),
@@ -102,19 +78,9 @@ impl Scrape {
     /// Two gateways' readings as one: counters and buckets added (the gateways share their
     /// bucket bounds), gauges added.
     pub fn plus(&self, other: &Scrape) -> Scrape {
-        let mut attempts = self.attempts.clone();
-        for (outcome, buckets) in &other.attempts {
-            let mine = attempts.entry(outcome.clone()).or_default();
-            if mine.is_empty() {
-                mine.clone_from(buckets);
-            } else {
-                for ((_, n), (_, m)) in mine.iter_mut().zip(buckets) {
-                    *n += m;
-                }
-            }
-        }
         Scrape {
-            attempts,
+            attempts: buckets_plus(&self.attempts, &other.attempts),
+            deduct_stages: buckets_plus(&self.deduct_stages, &other.deduct_stages),
             sold_out_short_circuits: self.sold_out_short_circuits + other.sold_out_short_circuits,
             redis_calls: self.redis_calls + other.redis_calls,
             deduct_calls: self.deduct_calls + other.deduct_calls,
@@ -169,6 +135,71 @@ impl Scrape {
         }
         merged
     }
+}
+
+/// One `_bucket` series of a histogram labelled by `key`, appended to its label's buckets.
+fn push_bucket(
+    histograms: &mut BTreeMap<String, Buckets>,
+    labels: &str,
+    key: &str,
+    value: &str,
+    line: &str,
+) -> anyhow::Result<()> {
+    let name = label(labels, key).with_context(|| format!("bucket without {key}"))?;
+    let le = match label(labels, "le").context("bucket without le")? {
+        "+Inf" => f64::INFINITY,
+        bound => bound
+            .parse()
+            .with_context(|| format!("bad le in {line:?}"))?,
+    };
+    let count = value
+        .parse()
+        .with_context(|| format!("bad count in {line:?}"))?;
+    histograms
+        .entry(name.to_owned())
+        .or_default()
+        .push((le, count));
+    Ok(())
+}
+
+/// Each histogram's counts since `earlier` (counters only grow).
+fn buckets_since(
+    now: &BTreeMap<String, Buckets>,
+    earlier: &BTreeMap<String, Buckets>,
+) -> BTreeMap<String, Buckets> {
+    now.iter()
+        .map(|(name, buckets)| {
+            let before = earlier.get(name);
+            let diff = buckets
+                .iter()
+                .enumerate()
+                .map(|(i, (le, n))| {
+                    let old = before.and_then(|b| b.get(i)).map_or(0, |(_, n)| *n);
+                    (*le, n.saturating_sub(old))
+                })
+                .collect();
+            (name.clone(), diff)
+        })
+        .collect()
+}
+
+/// Two readings' histograms added (gateways share their bucket bounds).
+fn buckets_plus(
+    one: &BTreeMap<String, Buckets>,
+    other: &BTreeMap<String, Buckets>,
+) -> BTreeMap<String, Buckets> {
+    let mut sum = one.clone();
+    for (name, buckets) in other {
+        let mine = sum.entry(name.clone()).or_default();
+        if mine.is_empty() {
+            mine.clone_from(buckets);
+        } else {
+            for ((_, n), (_, m)) in mine.iter_mut().zip(buckets) {
+                *n += m;
+            }
+        }
+    }
+    sum
 }
 
 fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
@@ -271,6 +302,10 @@ seckill_attempt_duration_seconds_bucket{outcome=\"won\",le=\"+Inf\"} 100
 seckill_attempt_duration_seconds_bucket{outcome=\"sold_out\",le=\"0.001\"} 10
 seckill_attempt_duration_seconds_bucket{outcome=\"sold_out\",le=\"0.002\"} 10
 seckill_attempt_duration_seconds_bucket{outcome=\"sold_out\",le=\"+Inf\"} 10
+seckill_deduct_stage_seconds_bucket{stage=\"call\",le=\"0.001\"} 32
+seckill_deduct_stage_seconds_bucket{stage=\"call\",le=\"0.002\"} 64
+seckill_deduct_stage_seconds_bucket{stage=\"call\",le=\"+Inf\"} 64
+seckill_deduct_stage_seconds_sum{stage=\"call\"} 0.08
 seckill_sold_out_short_circuits_total 7
 seckill_inflight_requests 3
 ";
@@ -298,6 +333,12 @@ seckill_inflight_requests 3
             Some(Duration::from_millis(2))
         );
         assert_eq!(scrape.quantile(Some("repeat"), 0.5), None);
+        // the deduct's stages are histograms of their own, not outcomes
+        assert_eq!(
+            quantile(&scrape.deduct_stages["call"], 0.75),
+            Some(Duration::from_micros(1500))
+        );
+        assert!(!scrape.attempts.contains_key("call"));
     }
 
     #[test]
@@ -309,6 +350,10 @@ seckill_inflight_requests 3
         assert_eq!(window.count("won"), 5);
         assert_eq!(window.count("sold_out"), 0);
         assert_eq!(window.outcomes().collect::<Vec<_>>(), vec![("won", 5)]);
+        assert_eq!(
+            window.deduct_stages["call"].last(),
+            Some(&(f64::INFINITY, 0))
+        );
         // merged over outcomes: 60 of 110 in the first bucket
         assert_eq!(
             later.quantile(None, 0.5),
@@ -323,6 +368,10 @@ seckill_inflight_requests 3
         assert_eq!(both.count("won"), 2 * one.count("won"));
         assert_eq!(both.total(), 2 * one.total());
         assert_eq!(both.redis_calls, 2 * one.redis_calls);
+        assert_eq!(
+            both.deduct_stages["call"].last(),
+            Some(&(f64::INFINITY, 128))
+        );
         // Same shape in each: the quantiles do not move.
         assert_eq!(both.quantile(None, 0.5), one.quantile(None, 0.5));
     }

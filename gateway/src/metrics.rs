@@ -40,12 +40,44 @@ struct Histogram {
 
 impl Histogram {
     fn observe(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        let slot = BUCKETS.partition_point(|b| *b < secs);
-        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos
-            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        self.observe_times(elapsed, 1);
     }
+
+    /// `times` observations of `elapsed`.
+    fn observe_times(&self, elapsed: Duration, times: u64) {
+        let slot = BUCKETS.partition_point(|b| *b < elapsed.as_secs_f64());
+        self.buckets[slot].fetch_add(times, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(elapsed.as_nanos() as u64 * times, Ordering::Relaxed);
+    }
+
+    /// The `_bucket`, `_sum` and `_count` series of `name{label_name="label"}`.
+    fn render(&self, out: &mut String, name: &str, label_name: &str, label: &str) {
+        let mut cumulative = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let le = BUCKETS.get(i).map_or("+Inf".to_owned(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{label_name}=\"{label}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{label_name}=\"{label}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{label_name}=\"{label}\"}} {cumulative}");
+    }
+}
+
+/// The stages of a deduct, each timed per attempt: `queued` from joining the batcher's queue to
+/// its script call starting (waiting for a call slot and for the batcher), `call` the script
+/// call's round trip. What is left of a winner's latency is the HTTP side and the scheduler.
+pub const DEDUCT_STAGES: [&str; 2] = ["queued", "call"];
+
+/// A stage of [`DEDUCT_STAGES`].
+#[derive(Clone, Copy, Debug)]
+pub enum DeductStage {
+    Queued = 0,
+    Call = 1,
 }
 
 /// Other endpoints, counted by route and status class.
@@ -77,6 +109,7 @@ pub struct Connections {
 #[derive(Default)]
 pub struct Metrics {
     attempts: [Histogram; ATTEMPT_LABELS.len()],
+    deduct_stages: [Histogram; DEDUCT_STAGES.len()],
     requests: [[AtomicU64; 5]; ROUTES.len()],
     inflight: AtomicI64,
     sold_out_short_circuits: AtomicU64,
@@ -109,6 +142,11 @@ impl Metrics {
 
     pub fn observe_attempt(&self, label: &str, elapsed: Duration) {
         self.attempts[attempt_index(label)].observe(elapsed);
+    }
+
+    /// `attempts` attempts spent `elapsed` in `stage` (one call times all its attempts).
+    pub fn observe_deduct_stage(&self, stage: DeductStage, elapsed: Duration, attempts: usize) {
+        self.deduct_stages[stage as usize].observe_times(elapsed, attempts as u64);
     }
 
     pub fn observe_request(&self, route: &str, status: u16) {
@@ -202,24 +240,16 @@ impl Metrics {
         }
         out.push_str("# HELP seckill_attempt_duration_seconds Attempt latency by outcome.\n# TYPE seckill_attempt_duration_seconds histogram\n");
         for (label, histogram) in ATTEMPT_LABELS.iter().zip(&self.attempts) {
-            let mut cumulative = 0;
-            for (i, bucket) in histogram.buckets.iter().enumerate() {
-                cumulative += bucket.load(Ordering::Relaxed);
-                let le = BUCKETS.get(i).map_or("+Inf".to_owned(), |b| b.to_string());
-                let _ = writeln!(
-                    out,
-                    "seckill_attempt_duration_seconds_bucket{{outcome=\"{label}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let sum = histogram.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-            let _ = writeln!(
-                out,
-                "seckill_attempt_duration_seconds_sum{{outcome=\"{label}\"}} {sum}"
+            histogram.render(
+                &mut out,
+                "seckill_attempt_duration_seconds",
+                "outcome",
+                label,
             );
-            let _ = writeln!(
-                out,
-                "seckill_attempt_duration_seconds_count{{outcome=\"{label}\"}} {cumulative}"
-            );
+        }
+        out.push_str("# HELP seckill_deduct_stage_seconds Time each deduct attempt spent queued for a script call and in the call.\n# TYPE seckill_deduct_stage_seconds histogram\n");
+        for (stage, histogram) in DEDUCT_STAGES.iter().zip(&self.deduct_stages) {
+            histogram.render(&mut out, "seckill_deduct_stage_seconds", "stage", stage);
         }
         out.push_str("# HELP seckill_http_requests_total Other requests by route and status class.\n# TYPE seckill_http_requests_total counter\n");
         for (route, classes) in ROUTES.iter().zip(&self.requests) {
@@ -280,5 +310,22 @@ mod tests {
             text.contains("seckill_attempt_duration_seconds_bucket{outcome=\"won\",le=\"+Inf\"} 2")
         );
         assert!(text.contains("seckill_attempts_total{outcome=\"other\"} 1"));
+        assert!(text.contains("seckill_attempt_duration_seconds_count{outcome=\"won\"} 2"));
+    }
+
+    #[test]
+    fn a_call_times_every_attempt_it_carried() {
+        let metrics = Metrics::default();
+        metrics.observe_deduct_stage(DeductStage::Call, Duration::from_millis(2), 16);
+        metrics.observe_deduct_stage(DeductStage::Queued, Duration::from_micros(300), 1);
+        let text = metrics.render(0);
+        assert!(
+            text.contains("seckill_deduct_stage_seconds_bucket{stage=\"call\",le=\"0.0015\"} 0")
+        );
+        assert!(
+            text.contains("seckill_deduct_stage_seconds_bucket{stage=\"call\",le=\"0.002\"} 16")
+        );
+        assert!(text.contains("seckill_deduct_stage_seconds_count{stage=\"queued\"} 1"));
+        assert!(text.contains("seckill_deduct_stage_seconds_sum{stage=\"call\"} 0.032"));
     }
 }
