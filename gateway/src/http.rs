@@ -370,7 +370,8 @@ fn healthz() -> Response<Body> {
 /// Prometheus text.
 fn metrics(app: &App) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(
-        app.metrics.render(app.ledger.script_reloads()),
+        app.metrics
+            .render(app.ledger.script_reloads() + app.deducter.script_reloads()),
     )));
     response.headers_mut().insert(
         CONTENT_TYPE,

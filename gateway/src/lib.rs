@@ -183,11 +183,13 @@ impl Gateway {
         let ids = Arc::new(ids);
         let metrics = Arc::new(Metrics::default());
         let deducter = Deducter::start(
-            ledger.clone(),
+            &ledger_config,
             ids.clone(),
             config.deduct_slots,
             metrics.clone(),
-        );
+        )
+        .await
+        .map_err(ledger_error)?;
         let catalog = Catalog::start(ledger.clone(), metrics.clone())
             .await
             .map_err(ledger_error)?;
