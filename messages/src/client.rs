@@ -15,8 +15,8 @@ use crate::{Message, MqError};
 
 /// Blocking-lane slots of the client runtime (listeners run there).
 pub const BLOCKING_LANE: usize = 64;
-/// Concurrent consume calls per consumer: well below [`BLOCKING_LANE`] so that each can also
-/// get a slot for its nested local transaction.
+/// Concurrent consume calls of a consumer that does its work in the call: well below
+/// [`BLOCKING_LANE`] so that each can also get a slot for its nested local transaction.
 pub const CONSUME_THREADS: u32 = 4;
 
 /// The runtime every RocketMQ client of a process runs on. Keep it alive as long as the clients.
@@ -217,6 +217,9 @@ pub struct ConsumerOptions {
     pub shutdown_wait: Duration,
     /// Pause between two pulls of one queue that found messages (zero: pull again at once).
     pub pull_interval: Duration,
+    /// Listener calls at once (each holds a slot of [`BLOCKING_LANE`]; see
+    /// [`CONSUME_THREADS`]).
+    pub threads: u32,
 }
 
 /// A push consumer (not started: subscribe and register its listener first).
@@ -243,8 +246,8 @@ pub fn consumer(runtime: &MqRuntime, options: &ConsumerOptions) -> DefaultMQPush
         // A pull may bring up to 1 MiB (the client's default, 256 KiB, would stop a pull of
         // ~330-byte orders well short of 1024 messages; the broker allows 1 MiB).
         .pull_batch_size_in_bytes(1 << 20)
-        .consume_thread_min(CONSUME_THREADS)
-        .consume_thread_max(CONSUME_THREADS)
+        .consume_thread_min(options.threads)
+        .consume_thread_max(options.threads)
         .await_termination_millis_when_shutdown(options.shutdown_wait.as_millis() as u64)
         .build()
 }

@@ -25,6 +25,7 @@ use seckill_messages::{CancelReason, CancelRequest, MqError, Payment, ORDER_TOPI
 use seckill_store::Parked;
 use tokio::runtime::Handle;
 
+use crate::coalesce::Coalescer;
 use crate::persist::{Persisted, Persister};
 
 /// The `parked.reason` of a message that is not an order.
@@ -49,6 +50,9 @@ pub enum ConsumeError {
         activity: String,
         source: LedgerError,
     },
+    /// The writer is stopping: the coalescer took no more batches.
+    #[error("the writer is stopping")]
+    Stopped,
 }
 
 /// The activities a writer group handles (empty: all). Every message about an order carries its
@@ -73,9 +77,10 @@ impl ActivityFilter {
 /// The consumer of `seckill_order`.
 pub struct OrderListener {
     pub handle: Handle,
+    /// Parks what cannot be decoded.
     pub persister: Arc<Persister>,
-    pub ledger: Ledger,
-    pub lifecycle: Lifecycle,
+    /// Persists the orders, merged with other queues' calls in flight.
+    pub coalescer: Arc<Coalescer>,
     pub filter: ActivityFilter,
     /// Set at shutdown: new deliveries are refused (redelivered later), in-flight ones finish.
     pub stopping: Arc<AtomicBool>,
@@ -207,14 +212,11 @@ impl MessageListenerConcurrently for OrderListener {
             return Ok(ConsumeConcurrentlyStatus::ConsumeSuccess);
         }
         // We are on one of the client's blocking threads: block_on is allowed here.
-        match self.handle.block_on(persist_and_mirror(
-            &self.persister,
-            &self.ledger,
-            Some(&self.lifecycle),
-            orders,
-            redelivered,
-        )) {
-            Ok(_) => Ok(ConsumeConcurrentlyStatus::ConsumeSuccess),
+        match self
+            .handle
+            .block_on(self.coalescer.persist(orders, redelivered))
+        {
+            Ok(()) => Ok(ConsumeConcurrentlyStatus::ConsumeSuccess),
             Err(e) => {
                 tracing::warn!(error = %e, "order batch not persisted; it will be redelivered");
                 Ok(ConsumeConcurrentlyStatus::ReconsumeLater)
