@@ -1013,8 +1013,6 @@ async fn run_scenario(
     })
 }
 
-/// `cluster`: activity ids `<id>-<n>`, one on each master of the Redis Cluster, with the
-/// master's port (CLUSTER KEYSLOT of the activity's hash tag, against CLUSTER NODES' ranges).
 /// p50, p99 and p99.9 of each histogram that counted anything (outcomes, or deduct stages).
 fn latencies(histograms: &BTreeMap<String, Buckets>) -> BTreeMap<String, OutcomeLatency> {
     histograms
@@ -1035,6 +1033,8 @@ fn latencies(histograms: &BTreeMap<String, Buckets>) -> BTreeMap<String, Outcome
         .collect()
 }
 
+/// `cluster`: activity ids `<id>-<n>`, one on each master of the Redis Cluster, with the
+/// master's port (CLUSTER KEYSLOT of the activity's hash tag, against CLUSTER NODES' ranges).
 async fn one_per_master(
     ledger: &Ledger,
     id: &ActivityId,

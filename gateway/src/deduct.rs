@@ -11,6 +11,7 @@
 //! An attempt whose order id turned out to be taken (nothing was written for it) is queued again
 //! with a fresh id, at most twice.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,6 +62,18 @@ pub struct Deducter {
     ids: Arc<IdGenerator>,
     /// A handle on the thread's connections, for their counters (its calls run there).
     ledger: Ledger,
+    /// Lowered when the thread ends, however it ends.
+    running: Arc<AtomicBool>,
+}
+
+/// Lowers its flag when dropped: at the end of the deducter's thread, a panic's unwinding
+/// included.
+struct Lowers(Arc<AtomicBool>);
+
+impl Drop for Lowers {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 impl Deducter {
@@ -81,9 +94,12 @@ impl Deducter {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let (connected, connection) = oneshot::channel();
         let config = ledger.clone();
+        let running = Arc::new(AtomicBool::new(true));
+        let lowers = Lowers(running.clone());
         std::thread::Builder::new()
             .name("seckill-deduct".into())
             .spawn(move || {
+                let _lowers = lowers;
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -112,12 +128,23 @@ impl Deducter {
                 std::io::Error::other("the deduct thread ended while connecting").into(),
             )
         })??;
-        Ok(Deducter { queue, ids, ledger })
+        Ok(Deducter {
+            queue,
+            ids,
+            ledger,
+            running,
+        })
     }
 
     /// NOSCRIPT recoveries on the deducter's connections.
     pub fn script_reloads(&self) -> u64 {
         self.ledger.script_reloads()
+    }
+
+    /// False once the deducter's thread ended (it only does when the deducter is dropped, or
+    /// if it panicked): readiness then answers 503 instead of every buyer getting one.
+    pub fn running(&self) -> Arc<AtomicBool> {
+        self.running.clone()
     }
 
     /// One attempt, decided together with whatever else is queued on the same activity.

@@ -264,6 +264,7 @@ impl Gateway {
             tokio::spawn(ready::keep_probing(
                 app.readiness.clone(),
                 app.ledger.clone(),
+                app.deducter.running(),
                 app.config.timing.ready_ping,
                 stop_rx.clone(),
             )),

@@ -2,7 +2,7 @@
 //! load balancer (or a crowd) probing it as often as it likes costs Redis one PING per
 //! `Timing::ready_ping`, not one per probe.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,14 @@ impl Readiness {
         }
     }
 
-    async fn probe(&self, ledger: &Ledger, within: Duration) {
+    /// `deducting`: the deducter's thread is alive ([`crate::deduct::Deducter::running`]);
+    /// without it no attempt reaches the ledger, so the ledger counts as unreachable.
+    async fn probe(&self, ledger: &Ledger, deducting: &AtomicBool, within: Duration) {
+        if !deducting.load(Ordering::Relaxed) {
+            tracing::error!("readiness: the deduct thread ended");
+            self.redis.store(UNREACHABLE, Ordering::Relaxed);
+            return;
+        }
         let state = match tokio::time::timeout(within, ledger.ping()).await {
             Ok(Ok(())) => OK,
             Ok(Err(e)) => {
@@ -46,6 +53,7 @@ impl Readiness {
 pub async fn keep_probing(
     readiness: Arc<Readiness>,
     ledger: Ledger,
+    deducting: Arc<AtomicBool>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -53,8 +61,33 @@ pub async fn keep_probing(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => readiness.probe(&ledger, every).await,
+            _ = tick.tick() => readiness.probe(&ledger, &deducting, every).await,
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use seckill_ledger::LedgerConfig;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_gone_deduct_thread_makes_the_ledger_unready() {
+        let ledger = Ledger::connect(&LedgerConfig::new(seckill_testkit::redis_url()))
+            .await
+            .expect("the shared Redis (scripts/services.sh redis)");
+        let readiness = Readiness::default();
+        let deducting = AtomicBool::new(true);
+        readiness
+            .probe(&ledger, &deducting, Duration::from_secs(2))
+            .await;
+        assert_eq!(readiness.redis(), "ok");
+        deducting.store(false, Ordering::Relaxed);
+        readiness
+            .probe(&ledger, &deducting, Duration::from_secs(2))
+            .await;
+        assert_eq!(readiness.redis(), "unreachable");
     }
 }

@@ -14,6 +14,7 @@
 //! is acknowledged before the commit, and a failed persist makes every call in it be
 //! redelivered (persisting is idempotent).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use seckill_ledger::{Ledger, OrderRecord};
@@ -26,8 +27,9 @@ use crate::persist::Persister;
 /// Persists in flight at once. Two keep the database and the broker busy while the next batch
 /// gathers; every consume thread beyond them waits and merges.
 pub const PERSIST_SLOTS: usize = 2;
-/// Orders in one merged persist at most: two full pulls (1024 each, `crate::CONSUME_BATCH`),
-/// about 660 KB of `ORDER_CREATED` body, well under the broker's 4 MiB message limit.
+/// Orders in one merged persist at most (a single call bigger than this, which a pull cannot
+/// bring, would go alone): two full pulls (1024 each, `crate::CONSUME_BATCH`), about 660 KB of
+/// `ORDER_CREATED` body, well under the broker's 4 MiB message limit.
 pub const MAX_MERGED: usize = 2048;
 
 /// How a call's persist ended (shared by every call merged into it).
@@ -42,14 +44,37 @@ struct Part {
 /// The writer's side of [`persist_and_mirror`] for consumed orders.
 pub struct Coalescer {
     queue: mpsc::UnboundedSender<Part>,
+    /// The persist slots: all free when no persist is in flight.
+    slots: Arc<Semaphore>,
 }
 
 impl Coalescer {
     /// Starts the merging task on the current runtime; it ends when the coalescer is dropped.
-    pub fn start(persister: Arc<Persister>, ledger: Ledger, lifecycle: Lifecycle) -> Self {
+    /// Once `stopping` is set, calls still queued get [`ConsumeError::Stopped`] (redelivered
+    /// later) instead of a persist.
+    pub fn start(
+        persister: Arc<Persister>,
+        ledger: Ledger,
+        lifecycle: Lifecycle,
+        stopping: Arc<AtomicBool>,
+    ) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(merge_loop(receiver, persister, ledger, lifecycle));
-        Coalescer { queue }
+        let slots = Arc::new(Semaphore::new(PERSIST_SLOTS));
+        tokio::spawn(merge_loop(
+            receiver,
+            slots.clone(),
+            persister,
+            ledger,
+            lifecycle,
+            stopping,
+        ));
+        Coalescer { queue, slots }
+    }
+
+    /// Waits until no persist is in flight. At shutdown, once the consumer stopped calling,
+    /// this is when the producers the persists send with may stop.
+    pub async fn settled(&self) {
+        let _ = self.slots.acquire_many(PERSIST_SLOTS as u32).await;
     }
 
     /// Persists `orders` together with whatever other calls queued meanwhile.
@@ -71,27 +96,42 @@ impl Coalescer {
 
 async fn merge_loop(
     mut receiver: mpsc::UnboundedReceiver<Part>,
+    slots: Arc<Semaphore>,
     persister: Arc<Persister>,
     ledger: Ledger,
     lifecycle: Lifecycle,
+    stopping: Arc<AtomicBool>,
 ) {
-    let slots = Arc::new(Semaphore::new(PERSIST_SLOTS));
     let mut persists = tokio::task::JoinSet::new();
-    while let Some(first) = receiver.recv().await {
+    // A call that would have taken a merge past MAX_MERGED starts the next one.
+    let mut carried: Option<Part> = None;
+    loop {
+        let first = match carried.take() {
+            Some(part) => part,
+            None => match receiver.recv().await {
+                Some(part) => part,
+                None => break,
+            },
+        };
         // Waiting for a slot is what lets the next persist grow while the others run.
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
         let mut merged = first.orders.len();
         let mut parts = vec![first];
-        while merged < MAX_MERGED {
-            match receiver.try_recv() {
-                Ok(part) => {
-                    merged += part.orders.len();
-                    parts.push(part);
-                }
-                Err(_) => break,
+        while let Ok(part) = receiver.try_recv() {
+            if merged + part.orders.len() > MAX_MERGED {
+                carried = Some(part);
+                break;
             }
+            merged += part.orders.len();
+            parts.push(part);
+        }
+        if stopping.load(Ordering::Acquire) {
+            for part in parts {
+                let _ = part.done.send(Err(Arc::new(ConsumeError::Stopped)));
+            }
+            continue;
         }
         let (persister, ledger, lifecycle) = (persister.clone(), ledger.clone(), lifecycle.clone());
         persists.spawn(async move {

@@ -60,6 +60,9 @@ pub const CONSUME_BATCH: u32 = 1024;
 /// the client's blocking lane ([`seckill_messages::client::BLOCKING_LANE`], 64), as do the other
 /// consumers' 2 × 4 and the persists' local transactions.
 pub const ORDER_CONSUME_THREADS: u32 = 16;
+/// How long shutdown waits for the persists in flight once the consumers stopped (each is two
+/// transactional sends at most, each bounded by the send timeout, 3 s by default).
+const MERGING_SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
 /// How long shutdown waits for the RocketMQ client runtime once every client stopped.
 const RUNTIME_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
@@ -105,6 +108,8 @@ fn consumer(
 
 pub struct Writer {
     consumers: Vec<DefaultMQPushConsumer>,
+    /// The order listener's coalescer ([`coalesce`]), to wait for its persists at shutdown.
+    coalescer: Arc<Coalescer>,
     persister: Arc<Persister>,
     lifecycle: Lifecycle,
     stopping: Arc<AtomicBool>,
@@ -171,14 +176,16 @@ impl Writer {
             .subscribe(ORDER_TOPIC, "*")
             .await
             .map_err(MqError::from)?;
+        let coalescer = Arc::new(Coalescer::start(
+            persister.clone(),
+            ledger.clone(),
+            lifecycle.clone(),
+            stopping.clone(),
+        ));
         orders.register_message_listener_concurrently(OrderListener {
             handle: handle.clone(),
             persister: persister.clone(),
-            coalescer: Arc::new(Coalescer::start(
-                persister.clone(),
-                ledger.clone(),
-                lifecycle.clone(),
-            )),
+            coalescer: coalescer.clone(),
             filter: filter.clone(),
             stopping: stopping.clone(),
         });
@@ -257,6 +264,7 @@ impl Writer {
         tracing::info!(group = %config.consumer_group, window = ?config.timing.payment_window, "consuming {ORDER_TOPIC}, {ORDER_TIMEOUT_TOPIC}, {PAYMENT_TOPIC}");
         Ok(Writer {
             consumers,
+            coalescer,
             persister,
             lifecycle,
             stopping,
@@ -279,6 +287,16 @@ impl Writer {
         }
         for consumer in &mut self.consumers {
             consumer.shutdown().await;
+        }
+        // A call the consumer gave up waiting for may still be persisting: the producers it
+        // sends with stop only after it (each persist bounded by its sends' timeout).
+        if tokio::time::timeout(MERGING_SHUTDOWN_WAIT, self.coalescer.settled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "order persists still in flight after 15 s; their orders will be redelivered"
+            );
         }
         self.lifecycle.shutdown().await;
         self.group_filter.release(&self.ledger).await;
