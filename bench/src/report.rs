@@ -231,6 +231,20 @@ fn per_unit_row(name: &str, per_s: f64, cores: &BTreeMap<String, f64>) -> String
     )
 }
 
+/// One table row per histogram of a scenario: its name, count and percentiles.
+fn latency_rows(md: &mut String, scenario: &str, latencies: &BTreeMap<String, OutcomeLatency>) {
+    for (name, l) in latencies {
+        let _ = writeln!(
+            md,
+            "| {scenario} | {name} | {} | {} | {} | {} |",
+            thousands(l.count as f64),
+            ms(l.p50_ms),
+            ms(l.p99_ms),
+            ms(l.p999_ms)
+        );
+    }
+}
+
 fn percentiles(p: &Percentiles) -> String {
     format!("{} | {} | {}", ms(p.p50), ms(p.p99), opt_ms(p.p999))
 }
@@ -371,17 +385,7 @@ impl Report {
              | scenario | outcome | answers | p50 | p99 | p99.9 |\n|---|---|---:|---:|---:|---:|\n",
         );
         for s in &self.scenarios {
-            for (outcome, l) in &s.outcomes {
-                let _ = writeln!(
-                    md,
-                    "| {} | {outcome} | {} | {} | {} | {} |",
-                    s.name,
-                    thousands(l.count as f64),
-                    ms(l.p50_ms),
-                    ms(l.p99_ms),
-                    ms(l.p999_ms)
-                );
-            }
+            latency_rows(&mut md, &s.name, &s.outcomes);
         }
         if self.scenarios.iter().any(|s| !s.deduct_stages.is_empty()) {
             md.push_str(
@@ -391,17 +395,7 @@ impl Report {
                  | scenario | stage | attempts | p50 | p99 | p99.9 |\n|---|---|---:|---:|---:|---:|\n",
             );
             for s in &self.scenarios {
-                for (stage, l) in &s.deduct_stages {
-                    let _ = writeln!(
-                        md,
-                        "| {} | {stage} | {} | {} | {} | {} |",
-                        s.name,
-                        thousands(l.count as f64),
-                        ms(l.p50_ms),
-                        ms(l.p99_ms),
-                        ms(l.p999_ms)
-                    );
-                }
+                latency_rows(&mut md, &s.name, &s.deduct_stages);
             }
         }
         md.push_str(

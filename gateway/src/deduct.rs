@@ -78,7 +78,7 @@ impl Drop for Lowers {
 
 impl Deducter {
     /// Starts the batcher, with `slots` script calls in flight at most, on a thread of its own
-    /// with connections of its own (`ledger`'s settings). The thread ends when the deducter is
+    /// with connections of its own (made with `config`). The thread ends when the deducter is
     /// dropped.
     ///
     /// Its own thread because a winner's wait is mostly the call's round trip, and on the
@@ -86,14 +86,14 @@ impl Deducter {
     /// the connection's driver read it: in `bench/run.sh --scenario sale` the call took 10 ms at
     /// the median for 0.3 ms of script. Here the reply is read as soon as the kernel has it.
     pub async fn start(
-        ledger: &LedgerConfig,
+        config: &LedgerConfig,
         ids: Arc<IdGenerator>,
         slots: usize,
         metrics: Arc<Metrics>,
     ) -> Result<Self, LedgerError> {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let (connected, connection) = oneshot::channel();
-        let config = ledger.clone();
+        let config = config.clone();
         let running = Arc::new(AtomicBool::new(true));
         let lowers = Lowers(running.clone());
         std::thread::Builder::new()
@@ -106,7 +106,7 @@ impl Deducter {
                 {
                     Ok(runtime) => runtime,
                     Err(e) => {
-                        let _ = connected.send(Err(LedgerError::Redis(e.into())));
+                        let _ = connected.send(Err(io_error(e)));
                         return;
                     }
                 };
@@ -122,11 +122,11 @@ impl Deducter {
                     }
                 });
             })
-            .map_err(|e| LedgerError::Redis(e.into()))?;
+            .map_err(io_error)?;
         let ledger = connection.await.map_err(|_| {
-            LedgerError::Redis(
-                std::io::Error::other("the deduct thread ended while connecting").into(),
-            )
+            io_error(std::io::Error::other(
+                "the deduct thread ended while connecting",
+            ))
         })??;
         Ok(Deducter {
             queue,
@@ -187,6 +187,11 @@ impl Deducter {
             detail: "three order ids in a row were taken".into(),
         })))
     }
+}
+
+/// The deduct thread could not start: an I/O failure, as Redis errors are.
+fn io_error(e: std::io::Error) -> LedgerError {
+    LedgerError::Redis(e.into())
 }
 
 /// Collects attempts into batches and hands each to a call task.
