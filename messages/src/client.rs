@@ -168,12 +168,21 @@ async fn spread_with(admin: &mut DefaultMQProducer) -> Result<Vec<String>, MqErr
 
 /// Whether a route lookup failed because the topic does not exist (anything else — a timeout,
 /// an unreachable name server — must not pass for it). The client (1.0.0) answers a topic the
-/// name server does not know with "… Can not find Message Queue for this topic, <topic>".
+/// name server does not know with an "Argument is invalid" error whose source says "… Can not
+/// find Message Queue for this topic, <topic>": the whole chain is looked at, since the error's
+/// own text does not say which argument.
 fn not_found(error: &rocketmq_client_rust::ClientError) -> bool {
-    error
-        .to_string()
-        .to_ascii_lowercase()
-        .contains("can not find message queue for this topic")
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = cause {
+        if e.to_string()
+            .to_ascii_lowercase()
+            .contains("can not find message queue for this topic")
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Sends one batch; Ok only when the broker answers SEND_OK (stored), so a caller never counts

@@ -9,7 +9,7 @@ use rocketmq_model::result::SendStatus;
 #[derive(Debug, thiserror::Error)]
 pub enum MqError {
     /// The client failed: name server or broker unreachable, refused, timed out.
-    #[error("rocketmq: {0}")]
+    #[error("rocketmq: {}", with_causes(.0))]
     Client(#[from] ClientError),
     /// The broker took the message but did not report it stored (`SEND_OK`).
     #[error("rocketmq: the broker answered {0:?}")]
@@ -26,14 +26,41 @@ pub enum MqError {
     /// A message body could not be encoded.
     #[error("message body: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A message would carry more than the broker takes (a caller's bug: never retried).
+    #[error("{what} of {count} orders: at most {max}")]
+    TooLarge {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
     /// The client runtime could not be set up (start-up only).
     #[error("rocketmq runtime ({what}): {detail}")]
     Runtime { what: &'static str, detail: String },
 }
 
+/// An error and its sources, outermost first: the client's own text is often only a category
+/// ("Broker operation failed", "Argument is invalid") whose source says what happened.
+fn with_causes(error: &ClientError) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 impl MqError {
-    /// True when sending again later may succeed. An encoding failure never will.
+    /// True when sending again later may succeed. An encoding failure or an oversized message
+    /// never will.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, MqError::Encode(_) | MqError::Runtime { .. })
+        !matches!(
+            self,
+            MqError::Encode(_) | MqError::Runtime { .. } | MqError::TooLarge { .. }
+        )
     }
 }
