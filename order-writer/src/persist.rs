@@ -19,6 +19,7 @@ use rocketmq_client_rust::{LocalTransactionState, TransactionListener, Transacti
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::MessageTrait;
 use seckill_ledger::{OrderId, OrderRecord, OrderStatus};
+use seckill_messages::event::MAX_EVENT_ORDERS;
 use seckill_messages::{MqError, MqRuntime, OrderEvent, ORDER_EVENT_TOPIC, ORDER_TOPIC};
 use seckill_store::{Parked, Store};
 use tokio::runtime::Handle;
@@ -146,9 +147,9 @@ impl Persister {
         Ok(Persister { producer, store })
     }
 
-    /// Persists `orders` in one database transaction bound to one `ORDER_CREATED` event. Ok
-    /// only when every order is persisted or parked: `announced` are the ids the event
-    /// announced, `parked` the orders refused as a limit-1 buyer's second live order (a ledger
+    /// Persists `orders`, each [`MAX_EVENT_ORDERS`] of them in one database transaction bound
+    /// to one `ORDER_CREATED` event. Ok only when every order is persisted or parked:
+    /// `announced` are the ids the events announced, `parked` the orders refused as a limit-1 buyer's second live order (a ledger
     /// that lost data let them win): parked in the `parked` table, their stock for the caller
     /// to give back.
     ///
@@ -189,6 +190,28 @@ impl Persister {
                 fresh.push(order);
             }
         }
+        // One event per chunk: an event's keys (its order ids) must fit the broker's limit on
+        // a message's properties. A chunk that fails after others committed fails the call; the
+        // redelivery finds those persisted and leaves them out.
+        let mut persisted = Persisted {
+            announced: Vec::new(),
+            parked,
+        };
+        let mut rest = fresh;
+        while !rest.is_empty() {
+            let later = rest.split_off(rest.len().min(MAX_EVENT_ORDERS));
+            let done = self.announce(std::mem::replace(&mut rest, later)).await?;
+            persisted.announced.extend(done.announced);
+            persisted.parked.extend(done.parked);
+        }
+        Ok(persisted)
+    }
+
+    /// Persists `fresh` (at most [`MAX_EVENT_ORDERS`]) in one database transaction bound to
+    /// one `ORDER_CREATED` event; a limit-1 buyer's second live order among them is parked and
+    /// the rest tried again.
+    async fn announce(&self, mut fresh: Vec<OrderRecord>) -> Result<Persisted, ConsumeError> {
+        let mut parked = Vec::new();
         // Twice at most: a second duplicate can only come from a concurrent batch, and the
         // redelivery handles that.
         for _ in 0..2 {

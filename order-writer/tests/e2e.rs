@@ -260,6 +260,46 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
     ));
 }
 
+/// A merged persist can hold more orders than one `ORDER_CREATED` event may announce (the
+/// event's keys are its order ids, and the broker refuses a message whose properties pass
+/// 32 KiB): it is persisted as several events, every order announced once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_bigger_than_one_event_is_persisted_as_several() {
+    const ORDERS: usize = 2 * seckill_messages::event::MAX_EVENT_ORDERS + 1;
+    let Stack {
+        mq,
+        redis,
+        database,
+        store,
+        ledger,
+        activity,
+    } = Stack::start("big", ORDERS as i64, 1).await;
+    let users: Vec<String> = (0..ORDERS).map(|i| format!("big{i}")).collect();
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let orders = won_in_ledger(&ledger, &activity, &users).await;
+
+    let runtime = MqRuntime::start("test-big").unwrap();
+    let persister = Persister::start(&runtime, &mq.namesrv, store.clone(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    let persisted = persist_and_mirror(&persister, &ledger, None, orders.clone(), false)
+        .await
+        .unwrap();
+    let mut announced = persisted.announced;
+    announced.sort();
+    let mut ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
+    ids.sort();
+    assert_eq!(announced, ids);
+    let rows = store.activity_orders(activity.as_str()).await.unwrap();
+    assert_eq!(rows.len(), ORDERS);
+    assert_verified(&seckillctl(
+        &["verify", activity.as_str()],
+        &redis.url,
+        &database,
+        &mq.namesrv,
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_limit_one_buyers_second_live_order_is_parked_and_its_stock_given_back() {
     let Stack {
