@@ -17,6 +17,9 @@ pub struct Machine {
     pub kernel: String,
     /// Tool and service versions, e.g. "redis" → "7.0.15".
     pub versions: BTreeMap<String, String>,
+    /// How the kernel schedules the running Redis servers' main threads ("SCHED_FIFO 10" when
+    /// `scripts/services.sh` could give them a real-time priority), each distinct one once.
+    pub redis_scheduling: Vec<String>,
     pub commit: String,
 }
 
@@ -258,13 +261,18 @@ impl Report {
         let _ = writeln!(md, "`{}`\n", self.command);
         let _ = writeln!(
             md,
-            "Machine: {} cores ({}), {:.0} GiB, Linux {}; {}; commit {}. Load: wrk -t{} -c{} -d{}s from \
-             the same machine, everything on 127.0.0.1.\n",
+            "Machine: {} cores ({}), {:.0} GiB, Linux {}; {}; Redis main thread {}; commit {}. Load: \
+             wrk -t{} -c{} -d{}s from the same machine, everything on 127.0.0.1.\n",
             m.cores,
             m.cpu,
             m.memory_gib,
             m.kernel,
             versions.join(", "),
+            if m.redis_scheduling.is_empty() {
+                "unknown".to_owned()
+            } else {
+                m.redis_scheduling.join(", ")
+            },
             m.commit,
             self.threads,
             self.connections,
