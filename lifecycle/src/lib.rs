@@ -25,8 +25,8 @@ use seckill_ledger::{
     ActivityId, ActivityKeys, Ledger, LedgerError, OrderId, OrderRecord, OrderStatus,
 };
 use seckill_messages::{
-    cancel::cancel_message, CancelReason, CancelRequest, MqError, MqRuntime, Payment, RefundEvent,
-    StatusEvent,
+    cancel::{cancel_message, MAX_REQUEST_ORDERS},
+    CancelReason, CancelRequest, MqError, MqRuntime, Payment, RefundEvent, StatusEvent,
 };
 use seckill_store::{Parked, PaymentOutcome, Store, StoreError, Transition};
 
@@ -115,17 +115,27 @@ impl Lifecycle {
 
     /// Schedules the payment timeout of new orders: a message delivered when the window ends.
     /// A failed send is only logged: the sweep catches orders whose timeout never arrives.
-    pub async fn schedule_timeouts(&self, orders: &[OrderRecord]) {
-        // One timer message per activity of the batch, not one per order (a broker round trip
-        // each): it fires when the last window of its orders ends, so every order gets at least
-        // its window (and at most the few seconds over which the batch was won).
+    /// Returns how many orders' timeouts the broker took.
+    pub async fn schedule_timeouts(&self, orders: &[OrderRecord]) -> usize {
+        // One timer message per activity of the batch (per MAX_REQUEST_ORDERS of its orders:
+        // their ids are the message's keys), not one per order (a broker round trip each): it
+        // fires when the last window of its orders ends, so every order gets at least its
+        // window (and at most the few seconds over which the batch was won).
         let mut by_activity: HashMap<&str, (Vec<OrderId>, i64)> = HashMap::new();
         for order in orders {
             let (ids, latest) = by_activity.entry(&order.activity_id).or_default();
             ids.push(order.order_id);
             *latest = (*latest).max(order.created_at);
         }
-        let sends = by_activity.into_iter().map(|(activity, (order_ids, latest))| {
+        let timers = by_activity
+            .into_iter()
+            .flat_map(|(activity, (order_ids, latest))| {
+                order_ids
+                    .chunks(MAX_REQUEST_ORDERS)
+                    .map(|chunk| (activity, chunk.to_vec(), latest))
+                    .collect::<Vec<_>>()
+            });
+        let sends = timers.map(|(activity, order_ids, latest)| {
             let deliver_at = latest.max(0) as u64 + self.window.as_millis() as u64;
             let count = order_ids.len();
             let message = cancel_message(
@@ -138,15 +148,22 @@ impl Lifecycle {
             );
             async move {
                 let sent = match message {
-                    Ok(message) => self.producer.send(message).await.map_err(MqError::from),
+                    Ok(message) => seckill_messages::send_one(&self.producer, message).await,
                     Err(e) => Err(e),
                 };
-                if let Err(e) = sent {
-                    tracing::warn!(activity, orders = count, error = %e, "timeouts not scheduled; the sweep will catch them");
+                match sent {
+                    Ok(_) => count,
+                    Err(e) => {
+                        tracing::warn!(activity, orders = count, error = %e, "timeouts not scheduled; the sweep will catch them");
+                        0
+                    }
                 }
             }
         });
-        futures_util::future::join_all(sends).await;
+        futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .sum()
     }
 
     /// pending_payment → cancelled, then the stock goes back.

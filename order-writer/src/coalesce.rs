@@ -28,8 +28,9 @@ use crate::persist::Persister;
 /// gathers; every consume thread beyond them waits and merges.
 pub const PERSIST_SLOTS: usize = 2;
 /// Orders in one merged persist at most (a single call bigger than this, which a pull cannot
-/// bring, would go alone): two full pulls (1024 each, `crate::CONSUME_BATCH`), about 660 KB of
-/// `ORDER_CREATED` body, well under the broker's 4 MiB message limit.
+/// bring, would go alone): two full pulls (1024 each, `crate::CONSUME_BATCH`), announced as two
+/// `ORDER_CREATED` events and timed by two timers per activity at most (each message names at
+/// most 1,024 orders in its keys).
 pub const MAX_MERGED: usize = 2048;
 
 /// How a call's persist ended (shared by every call merged into it).

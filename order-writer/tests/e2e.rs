@@ -262,7 +262,8 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
 
 /// A merged persist can hold more orders than one `ORDER_CREATED` event may announce (the
 /// event's keys are its order ids, and the broker refuses a message whose properties pass
-/// 32 KiB): it is persisted as several events, every order announced once.
+/// 32 KiB): it is persisted as several events, every order announced once, and its payment
+/// timeouts scheduled as several timers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_bigger_than_one_event_is_persisted_as_several() {
     const ORDERS: usize = 2 * seckill_messages::event::MAX_EVENT_ORDERS + 1;
@@ -285,6 +286,11 @@ async fn a_batch_bigger_than_one_event_is_persisted_as_several() {
     let persisted = persist_and_mirror(&persister, &ledger, None, orders.clone(), false)
         .await
         .unwrap();
+    // Their payment timeouts too: the broker takes a timer for every order (one message per
+    // 1,024, their ids its keys).
+    let (_lifecycle_runtime, lifecycle) =
+        lifecycle_on(&mq.namesrv, &store, &ledger, Duration::from_secs(600)).await;
+    assert_eq!(lifecycle.schedule_timeouts(&orders).await, ORDERS);
     let mut announced = persisted.announced;
     announced.sort();
     let mut ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
