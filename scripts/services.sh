@@ -55,13 +55,15 @@ wait_for() { # wait_for <what> <seconds> <command...>
 # 2-core machine it spent 0.4-0.7 s of each second it ran waiting for a core (schedstat; at nice
 # -10 still 0.44-0.5 s), and with this 0.002 s: the deduct call's p99 went from 10-12 ms to 3-4 ms.
 # Redis blocks in epoll when idle and the kernel caps real-time threads at 95 % of a core, so
-# nothing starves. SECKILL_REDIS_REALTIME=0 leaves Redis at the normal priority; without the
-# right to set it (not root, no CAP_SYS_NICE) it says so and goes on.
+# nothing starves (its forks, AOF rewrites, do not inherit the priority).
+# SECKILL_REDIS_REALTIME=0 leaves Redis at the normal priority; without the right to set it
+# (not root, no CAP_SYS_NICE) it says so and goes on.
 realtime_redis() {
   local port=$1 pid
   [ "${SECKILL_REDIS_REALTIME:-1}" = 0 ] && return
-  pid=$(redis-cli -p "$port" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
-  if [ -n "$pid" ] && chrt -f -p 10 "$pid" 2>/dev/null; then
+  pid=$(redis-cli -p "$port" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p') || pid=
+  # --reset-on-fork: an AOF rewrite's child (a fork) runs at the normal priority.
+  if [ -n "$pid" ] && chrt -f -R -p 10 "$pid" 2>/dev/null; then
     log "redis $port: main thread at real-time priority (SCHED_FIFO 10)"
   else
     log "redis $port: could not set a real-time priority; it runs at the normal one"

@@ -108,7 +108,7 @@ fn redis_scheduling() -> Vec<String> {
 /// "SCHED_FIFO 10", "SCHED_OTHER"… from a /proc/<pid>/stat line.
 fn scheduling(stat: &str) -> Option<String> {
     // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    let after = &stat[stat.rfind(')')? + 2..];
+    let after = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     // Field 3 is fields[0]: rt_priority (40) is fields[37], policy (41) fields[38].
     let priority: u32 = fields.get(37)?.parse().ok()?;
