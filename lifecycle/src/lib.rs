@@ -25,8 +25,8 @@ use seckill_ledger::{
     ActivityId, ActivityKeys, Ledger, LedgerError, OrderId, OrderRecord, OrderStatus,
 };
 use seckill_messages::{
-    cancel::{cancel_message, MAX_REQUEST_ORDERS},
-    CancelReason, CancelRequest, MqError, MqRuntime, Payment, RefundEvent, StatusEvent,
+    cancel::cancel_message, CancelReason, CancelRequest, MqError, MqRuntime, Payment, RefundEvent,
+    StatusEvent, MAX_KEYED_ORDERS,
 };
 use seckill_store::{Parked, PaymentOutcome, Store, StoreError, Transition};
 
@@ -117,7 +117,7 @@ impl Lifecycle {
     /// A failed send is only logged: the sweep catches orders whose timeout never arrives.
     /// Returns how many orders' timeouts the broker took.
     pub async fn schedule_timeouts(&self, orders: &[OrderRecord]) -> usize {
-        // One timer message per activity of the batch (per MAX_REQUEST_ORDERS of its orders:
+        // One timer message per activity of the batch (per MAX_KEYED_ORDERS of its orders:
         // their ids are the message's keys), not one per order (a broker round trip each): it
         // fires when the last window of its orders ends, so every order gets at least its
         // window (and at most the few seconds over which the batch was won).
@@ -127,15 +127,13 @@ impl Lifecycle {
             ids.push(order.order_id);
             *latest = (*latest).max(order.created_at);
         }
-        let timers = by_activity
-            .into_iter()
-            .flat_map(|(activity, (order_ids, latest))| {
-                order_ids
-                    .chunks(MAX_REQUEST_ORDERS)
-                    .map(|chunk| (activity, chunk.to_vec(), latest))
-                    .collect::<Vec<_>>()
-            });
-        let sends = timers.map(|(activity, order_ids, latest)| {
+        let mut timers = Vec::new();
+        for (activity, (order_ids, latest)) in by_activity {
+            for chunk in order_ids.chunks(MAX_KEYED_ORDERS) {
+                timers.push((activity, chunk.to_vec(), latest));
+            }
+        }
+        let sends = timers.into_iter().map(|(activity, order_ids, latest)| {
             let deliver_at = latest.max(0) as u64 + self.window.as_millis() as u64;
             let count = order_ids.len();
             let message = cancel_message(

@@ -39,25 +39,15 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OrderId>, D
     })
 }
 
-/// Orders one cancel request names at most: its keys are their ids, under the broker's limit on
-/// a message's properties exactly as an `ORDER_CREATED` event's are.
-pub const MAX_REQUEST_ORDERS: usize = crate::event::MAX_EVENT_ORDERS;
-
 /// The `seckill_order_timeout` message of a cancel request (tag = its activity, keys = its order
-/// ids, at most [`MAX_REQUEST_ORDERS`]), delivered at `deliver_at_ms` (a payment window's end)
+/// ids, at most [`crate::MAX_KEYED_ORDERS`]), delivered at `deliver_at_ms` (a payment window's end)
 /// or at once.
 pub fn cancel_message(
     request: &CancelRequest,
     activity: &str,
     deliver_at_ms: Option<u64>,
 ) -> Result<Message, MqError> {
-    if request.order_ids.len() > MAX_REQUEST_ORDERS {
-        return Err(MqError::TooLarge {
-            what: "cancel request",
-            count: request.order_ids.len(),
-            max: MAX_REQUEST_ORDERS,
-        });
-    }
+    crate::check_keyed("cancel request", request.order_ids.len())?;
     let builder = Message::builder()
         .topic(ORDER_TIMEOUT_TOPIC)
         .tags(activity)

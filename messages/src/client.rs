@@ -172,17 +172,12 @@ async fn spread_with(admin: &mut DefaultMQProducer) -> Result<Vec<String>, MqErr
 /// find Message Queue for this topic, <topic>": the whole chain is looked at, since the error's
 /// own text does not say which argument.
 fn not_found(error: &rocketmq_client_rust::ClientError) -> bool {
-    let mut cause: Option<&dyn std::error::Error> = Some(error);
-    while let Some(e) = cause {
-        if e.to_string()
+    crate::error::causes(error).any(|cause| {
+        cause
+            .to_string()
             .to_ascii_lowercase()
             .contains("can not find message queue for this topic")
-        {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
+    })
 }
 
 /// Sends one batch; Ok only when the broker answers SEND_OK (stored), so a caller never counts

@@ -38,18 +38,25 @@ pub enum MqError {
     Runtime { what: &'static str, detail: String },
 }
 
-/// An error and its sources, outermost first: the client's own text is often only a category
+/// An error and its sources, outermost first. The client's own text is often only a category
 /// ("Broker operation failed", "Argument is invalid") whose source says what happened.
+pub(crate) fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
+}
+
+/// The texts of an error and its sources, each new one once.
 fn with_causes(error: &ClientError) -> String {
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(e) = cause {
-        let more = e.to_string();
+    let mut text = String::new();
+    for cause in causes(error) {
+        let more = cause.to_string();
         if !text.contains(&more) {
-            text.push_str(": ");
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
             text.push_str(&more);
         }
-        cause = e.source();
     }
     text
 }

@@ -5,16 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{event_tag, Message, MqError, ORDER_EVENT_TOPIC};
 
-/// Orders one `ORDER_CREATED` event announces at most. Its keys are their ids, and the broker
-/// refuses a message whose properties pass 32,767 bytes (seen: a merged batch of about 1,960
-/// orders, 39,188 bytes of properties, refused).
-pub const MAX_EVENT_ORDERS: usize = 1024;
-/// The broker's limit on a message's properties, in bytes.
-const MAX_PROPERTIES: usize = i16::MAX as usize;
-// The keys of a full event (a u64 id is 20 digits at most, then a separator) leave room for the
-// other properties (tags, the transaction's, the unique key).
-const _: () = assert!(MAX_EVENT_ORDERS * 21 <= MAX_PROPERTIES - 8 * 1024);
-
 /// The body of an `ORDER_CREATED` event: the orders of one persisted batch, as persisted. It is
 /// sent as a transactional message whose local transaction is the batch's database insert.
 #[derive(Debug, Serialize, Deserialize)]
@@ -24,15 +14,10 @@ pub struct OrderEvent {
 }
 
 impl OrderEvent {
-    /// The half message of a batch (keys = its order ids) of at most [`MAX_EVENT_ORDERS`].
+    /// The half message of a batch (keys = its order ids) of at most
+    /// [`crate::MAX_KEYED_ORDERS`].
     pub fn message(orders: Vec<OrderRecord>) -> Result<Message, MqError> {
-        if orders.len() > MAX_EVENT_ORDERS {
-            return Err(MqError::TooLarge {
-                what: "ORDER_CREATED event",
-                count: orders.len(),
-                max: MAX_EVENT_ORDERS,
-            });
-        }
+        crate::check_keyed("ORDER_CREATED event", orders.len())?;
         let keys = orders.iter().map(|o| o.order_id.to_string()).collect();
         let body = serde_json::to_vec(&OrderEvent {
             event: crate::ORDER_CREATED.to_owned(),
@@ -138,7 +123,7 @@ mod tests {
 
     #[test]
     fn a_full_event_is_built_and_a_bigger_one_refused_before_the_broker() {
-        let full: Vec<OrderRecord> = (0..MAX_EVENT_ORDERS as u64)
+        let full: Vec<OrderRecord> = (0..crate::MAX_KEYED_ORDERS as u64)
             .map(|i| order(u64::MAX - i))
             .collect();
         assert!(OrderEvent::message(full.clone()).is_ok());
@@ -146,7 +131,7 @@ mod tests {
         more.push(order(1));
         assert!(matches!(
             OrderEvent::message(more),
-            Err(MqError::TooLarge { count, .. }) if count == MAX_EVENT_ORDERS + 1
+            Err(MqError::TooLarge { count, .. }) if count == crate::MAX_KEYED_ORDERS + 1
         ));
     }
 }

@@ -19,8 +19,9 @@ use rocketmq_client_rust::{LocalTransactionState, TransactionListener, Transacti
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::MessageTrait;
 use seckill_ledger::{OrderId, OrderRecord, OrderStatus};
-use seckill_messages::event::MAX_EVENT_ORDERS;
-use seckill_messages::{MqError, MqRuntime, OrderEvent, ORDER_EVENT_TOPIC, ORDER_TOPIC};
+use seckill_messages::{
+    MqError, MqRuntime, OrderEvent, MAX_KEYED_ORDERS, ORDER_EVENT_TOPIC, ORDER_TOPIC,
+};
 use seckill_store::{Parked, Store};
 use tokio::runtime::Handle;
 
@@ -147,7 +148,7 @@ impl Persister {
         Ok(Persister { producer, store })
     }
 
-    /// Persists `orders`, each [`MAX_EVENT_ORDERS`] of them in one database transaction bound
+    /// Persists `orders`, each [`MAX_KEYED_ORDERS`] of them in one database transaction bound
     /// to one `ORDER_CREATED` event. Ok only when every order is persisted or parked:
     /// `announced` are the ids the events announced, `parked` the orders refused as a limit-1 buyer's second live order (a ledger
     /// that lost data let them win): parked in the `parked` table, their stock for the caller
@@ -199,7 +200,7 @@ impl Persister {
         };
         let mut rest = fresh;
         while !rest.is_empty() {
-            let later = rest.split_off(rest.len().min(MAX_EVENT_ORDERS));
+            let later = rest.split_off(rest.len().min(MAX_KEYED_ORDERS));
             let done = self.announce(std::mem::replace(&mut rest, later)).await?;
             persisted.announced.extend(done.announced);
             persisted.parked.extend(done.parked);
@@ -207,7 +208,7 @@ impl Persister {
         Ok(persisted)
     }
 
-    /// Persists `fresh` (at most [`MAX_EVENT_ORDERS`]) in one database transaction bound to
+    /// Persists `fresh` (at most [`MAX_KEYED_ORDERS`]) in one database transaction bound to
     /// one `ORDER_CREATED` event; a limit-1 buyer's second live order among them is parked and
     /// the rest tried again.
     async fn announce(&self, mut fresh: Vec<OrderRecord>) -> Result<Persisted, ConsumeError> {

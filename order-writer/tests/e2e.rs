@@ -14,7 +14,7 @@ use rocketmq_client_rust::LocalTransactionState;
 use seckill_ledger::{ActivityKeys, OrderId, OrderRecord, OrderStatus};
 use seckill_messages::{MqRuntime, OrderEvent, ORDER_CREATED};
 use seckill_order_writer::consume::persist_and_mirror;
-use seckill_order_writer::persist::{LocalTransaction, Persister};
+use seckill_order_writer::persist::LocalTransaction;
 
 /// Verify passes now (nothing left to settle).
 #[track_caller]
@@ -198,10 +198,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
     let orders = won_in_ledger(&ledger, &activity, &["d1", "d2", "d3"]).await;
 
     // The same batch persisted three times through the real transactional path: one row each.
-    let runtime = MqRuntime::start("test-dup").unwrap();
-    let persister = Persister::start(&runtime, &mq.namesrv, store.clone(), Duration::from_secs(3))
-        .await
-        .unwrap();
+    let (_runtime, persister) = persister_on(&mq.namesrv, &store).await;
     // Only the first time announces the orders (ORDER_CREATED); repeats announce nothing.
     let ids: Vec<OrderId> = orders.iter().map(|o| o.order_id).collect();
     for time in 0..3 {
@@ -266,7 +263,7 @@ async fn redelivered_and_duplicated_orders_make_one_row_each_and_check_back_read
 /// timeouts scheduled as several timers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_bigger_than_one_event_is_persisted_as_several() {
-    const ORDERS: usize = 2 * seckill_messages::event::MAX_EVENT_ORDERS + 1;
+    const ORDERS: usize = 2 * seckill_messages::MAX_KEYED_ORDERS + 1;
     let Stack {
         mq,
         redis,
@@ -279,10 +276,7 @@ async fn a_batch_bigger_than_one_event_is_persisted_as_several() {
     let users: Vec<&str> = users.iter().map(String::as_str).collect();
     let orders = won_in_ledger(&ledger, &activity, &users).await;
 
-    let runtime = MqRuntime::start("test-big").unwrap();
-    let persister = Persister::start(&runtime, &mq.namesrv, store.clone(), Duration::from_secs(3))
-        .await
-        .unwrap();
+    let (_runtime, persister) = persister_on(&mq.namesrv, &store).await;
     let persisted = persist_and_mirror(&persister, &ledger, None, orders.clone(), false)
         .await
         .unwrap();
@@ -322,10 +316,7 @@ async fn a_limit_one_buyers_second_live_order_is_parked_and_its_stock_given_back
         seckill_ledger::ledger::DeductOutcome::Won { record, .. } => record.decode().unwrap(),
         other => panic!("expected a win, got {other:?}"),
     };
-    let runtime = MqRuntime::start("test-twice").unwrap();
-    let persister = Persister::start(&runtime, &mq.namesrv, store.clone(), Duration::from_secs(3))
-        .await
-        .unwrap();
+    let (_runtime, persister) = persister_on(&mq.namesrv, &store).await;
     let first = won(buy(&ledger, &keys, &ids, "twice", 1).await);
     let persisted = persist_and_mirror(&persister, &ledger, None, vec![first.clone()], false)
         .await

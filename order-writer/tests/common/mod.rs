@@ -161,6 +161,27 @@ pub async fn persisted_wins(
     orders
 }
 
+/// A transactional persister of the test's own on `namesrv` (keep the runtime alive as long as
+/// it), with a 3 s send timeout.
+pub async fn persister_on(
+    namesrv: &str,
+    store: &seckill_store::Store,
+) -> (
+    seckill_messages::MqRuntime,
+    seckill_order_writer::persist::Persister,
+) {
+    let runtime = seckill_messages::MqRuntime::start(&unique("test-persist")).unwrap();
+    let persister = seckill_order_writer::persist::Persister::start(
+        &runtime,
+        namesrv,
+        store.clone(),
+        Duration::from_secs(3),
+    )
+    .await
+    .unwrap();
+    (runtime, persister)
+}
+
 /// A lifecycle of the test's own on `namesrv` (keep the runtime alive as long as it).
 pub async fn lifecycle_on(
     namesrv: &str,
