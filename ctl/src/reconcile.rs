@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use seckill_ledger::{ActivityId, ActivityKeys, Ledger, OrderRecord, OrderText};
-use seckill_messages::order::order_message;
+use seckill_messages::order::order_messages;
 use seckill_messages::{Message, MqRuntime, MAX_BATCH};
 use seckill_service::redact_url;
 use seckill_store::Store;
@@ -74,12 +74,13 @@ async fn republish(orders: &[OrderRecord], namesrv: &str) -> Result<usize, CtlEr
     let batches = orders
         .chunks(MAX_BATCH)
         .map(|chunk| {
-            chunk
+            let texts = chunk
                 .iter()
-                .map(|order| OrderText::from_record(order).map(|text| order_message(&text)))
-                .collect()
+                .map(OrderText::from_record)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((chunk.len(), order_messages(&texts)))
         })
-        .collect::<Result<Vec<Vec<Message>>, _>>()?;
+        .collect::<Result<Vec<(usize, Vec<Message>)>, serde_json::Error>>()?;
     let runtime = MqRuntime::start("seckillctl")?;
     let mut producer = seckill_messages::producer(&runtime, PRODUCER_GROUP, namesrv, SEND_TIMEOUT)
         .await
@@ -90,8 +91,7 @@ async fn republish(orders: &[OrderRecord], namesrv: &str) -> Result<usize, CtlEr
     let bar = indicatif::ProgressBar::new(orders.len() as u64);
     let mut republished = 0;
     let mut failure = None;
-    for batch in batches {
-        let size = batch.len();
+    for (size, batch) in batches {
         // Only a batch the broker stored (SEND_OK) counts as republished.
         if let Err(e) = seckill_messages::send_batch(&producer, batch, SEND_TIMEOUT).await {
             failure = Some(e);

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rocketmq_client_rust::DefaultMQProducer;
 use seckill_ledger::{ActivityId, ActivityKeys, Ledger, OrderText};
-use seckill_messages::order::order_message;
+use seckill_messages::order::order_messages;
 use seckill_messages::{Message, MqError, MqRuntime, MAX_BATCH};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
@@ -264,8 +264,9 @@ async fn send<'a>(
     send_timeout: Duration,
     orders: impl Iterator<Item = &'a OrderText>,
 ) -> Result<(), MqError> {
-    let messages: Vec<Message> = orders.map(order_message).collect();
-    let count = messages.len();
+    let orders: Vec<&OrderText> = orders.collect();
+    let count = orders.len();
+    let messages = order_messages(orders);
     let result = seckill_messages::send_batch(producer, messages, send_timeout).await;
     if let Err(e) = &result {
         tracing::warn!(orders = count, error = %e, "order batch not confirmed; the orders stay in the outbox");

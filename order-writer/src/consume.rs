@@ -20,7 +20,7 @@ use seckill_ledger::{
     ActivityId, ActivityKeys, Ledger, LedgerError, OrderId, OrderRecord, OrderStatus,
 };
 use seckill_lifecycle::{Lifecycle, LifecycleError};
-use seckill_messages::order::decode_order;
+use seckill_messages::order::decode_orders;
 use seckill_messages::{CancelReason, CancelRequest, MqError, Payment, ORDER_TOPIC};
 use seckill_store::Parked;
 use tokio::runtime::Handle;
@@ -186,20 +186,25 @@ impl MessageListenerConcurrently for OrderListener {
         for msg in msgs.iter().filter(|m| self.filter.wants(m)) {
             redelivered |= msg.reconsume_times() > 0;
             let body = msg.get_body().map(|b| b.as_ref()).unwrap_or_default();
-            match decode_order(body) {
-                Ok(order) => orders.push(order),
-                // A message no writer can ever read: parked for an operator, so it neither
-                // blocks the queue nor disappears.
-                Err(e) => {
-                    tracing::error!(error = %e, msg_id = %msg.msg_id(), "undecodable order message: parked");
-                    unreadable.push(Parked::message(
-                        ORDER_TOPIC,
-                        msg.msg_id().as_ref(),
-                        UNDECODABLE,
-                        e.to_string(),
-                        body.to_vec(),
-                    ));
+            let mut bad = Vec::new();
+            for decoded in decode_orders(body) {
+                match decoded {
+                    Ok(order) => orders.push(order),
+                    Err(e) => bad.push(e.to_string()),
                 }
+            }
+            // Lines no writer can ever read: the message is parked for an operator (its
+            // readable orders are persisted), so it neither blocks the queue nor disappears.
+            if !bad.is_empty() {
+                let detail = bad.join("; ");
+                tracing::error!(%detail, msg_id = %msg.msg_id(), "undecodable order message: parked");
+                unreadable.push(Parked::message(
+                    ORDER_TOPIC,
+                    msg.msg_id().as_ref(),
+                    UNDECODABLE,
+                    detail,
+                    body.to_vec(),
+                ));
             }
         }
         if !unreadable.is_empty() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use rocketmq_client_rust::LocalTransactionState;
-use seckill_ledger::{ActivityKeys, OrderId, OrderRecord, OrderStatus};
+use seckill_ledger::{ActivityKeys, OrderId, OrderRecord, OrderStatus, OrderText};
 use seckill_messages::{MqRuntime, OrderEvent, ORDER_CREATED};
 use seckill_order_writer::consume::persist_and_mirror;
 use seckill_order_writer::persist::LocalTransaction;
@@ -182,6 +182,77 @@ async fn an_undecodable_order_message_is_parked_not_dropped_and_the_sale_goes_on
         "{scraped}"
     );
     assert!(scraped.contains("seckill_unsettled_orders 0"), "{scraped}");
+    writer.shutdown().await;
+}
+
+/// Orders travel packed, one message per activity and batch (`seckill_messages::order`). A line
+/// that is no order must cost neither the orders beside it (their outbox entries are gone once
+/// the broker took the message, so nothing else would ever send them) nor the message itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_packed_message_with_a_bad_line_persists_its_orders_and_is_parked() {
+    let Stack {
+        mq,
+        redis,
+        database,
+        store,
+        ledger,
+        activity,
+    } = Stack::start("packed", 10, 1).await;
+    let orders = won_in_ledger(&ledger, &activity, &["p1", "p2", "p3"]).await;
+    let texts: Vec<OrderText> = orders
+        .iter()
+        .map(|o| OrderText::from_record(o).unwrap())
+        .collect();
+    // As the gateway does once the broker confirmed: the message is now their only carrier.
+    let keys = ActivityKeys::new(&activity);
+    let published: Vec<(&ActivityKeys, OrderId)> =
+        orders.iter().map(|o| (&keys, o.order_id)).collect();
+    ledger.mark_published(&published).await.unwrap();
+
+    // What the gateway would send (`order_messages`), with a bad line slipped in.
+    let body = format!(
+        "{}\nnot an order\n{}\n{}",
+        texts[0].json, texts[1].json, texts[2].json
+    );
+    let message = seckill_messages::Message::builder()
+        .topic(seckill_messages::ORDER_TOPIC)
+        .tags(activity.as_str())
+        .keys(orders.iter().map(|o| o.order_id.0.to_string()).collect())
+        .body(body.into_bytes())
+        .build_unchecked();
+    let runtime = MqRuntime::start("test-packed").unwrap();
+    let producer = seckill_messages::producer(
+        &runtime,
+        &unique("packed_producer"),
+        &mq.namesrv,
+        Duration::from_secs(3),
+    )
+    .await
+    .unwrap();
+    seckill_messages::send_batch(&producer, vec![message], Duration::from_secs(3))
+        .await
+        .unwrap();
+
+    let writer = start_writer(&redis.url, &database, &mq.namesrv, &[&activity]).await;
+    assert_eq!(wait_for_rows(&store, activity.as_str(), 3, DRAIN).await, 3);
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    let parked = loop {
+        let parked = store.parked(10).await.unwrap();
+        if !parked.is_empty() || tokio::time::Instant::now() > deadline {
+            break parked;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].reason, "undecodable");
+    assert!(
+        parked[0].detail.starts_with("line 2:"),
+        "{}",
+        parked[0].detail
+    );
+    assert!(parked[0].body.contains(&texts[2].json));
+    // Each order is mirrored `pending_payment` like any other, and the ledger agrees.
+    assert_verified_within(&activity, &redis.url, &database, &mq.namesrv, DRAIN).await;
     writer.shutdown().await;
 }
 
