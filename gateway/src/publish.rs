@@ -1,10 +1,12 @@
-//! Phase 4, enqueue: winning orders go to RocketMQ (`seckill_order`, key = order id).
+//! Phase 4, enqueue: winning orders go to RocketMQ (`seckill_order`), packed: one message per
+//! activity of each batch, every order id a key ([`seckill_messages::order`]).
 //!
 //! Single sends are latency-bound (about 1.4k/s on this machine even with 64 concurrent
 //! senders) while batch sends of 64 reach about 80k/s, so concurrent winners are coalesced.
 //! The batcher takes the next order, waits for one of `senders` send slots, then adds every
 //! order that queued up meanwhile and, for up to `linger`, those that arrive next (up to
-//! [`MAX_BATCH`]), and sends them in one `send_batch`; every waiting request resolves with its
+//! [`MAX_BATCH`]), and sends them in one `send_batch` (one message per activity among them:
+//! the broker's work is per message); every waiting request resolves with its
 //! batch's result. Busy slots make batches grow by themselves; the linger trades a little
 //! latency for bigger batches, which matters when the broker shares the machine's cores.
 //!

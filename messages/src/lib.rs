@@ -6,8 +6,8 @@
 //! to build a producer or a consumer ([`client`]), and [`MqError`]. `docs/ARCHITECTURE.md`
 //! ("Messages and topics") shows who sends what to whom.
 //!
-//! Every message about an order carries the order id as its key and its activity id as its tag
-//! (lifecycle events carry the event name as the tag), so a writer group can be dedicated to
+//! Every message about orders carries their order ids as its keys and their activity id as its
+//! tag (lifecycle events carry the event name as the tag), so a writer group can be dedicated to
 //! some activities.
 
 pub mod cancel;

@@ -2,7 +2,7 @@
 
 use seckill_ledger::OrderStatus;
 
-/// Gateway → writer: each winning order.
+/// Gateway → writer: the winning orders, packed per activity ([`crate::order`]).
 pub const ORDER_TOPIC: &str = "seckill_order";
 /// Writer → downstream: lifecycle events (`ORDER_CREATED`, …); `ORDER_CREATED` is sent as a
 /// transactional message bound to the database insert.
@@ -21,7 +21,7 @@ pub const ALL_TOPICS: &[&str] = &[
 ];
 /// Name server of the local stack.
 pub const DEFAULT_NAMESRV: &str = "127.0.0.1:9876";
-/// The most order messages put in one batch send.
+/// The most orders put in one batch send (one message per activity among them).
 pub const MAX_BATCH: usize = 64;
 
 /// Tag of the `seckill_order_event` message that reports persisted orders.
