@@ -226,6 +226,9 @@ pub struct ConsumerOptions {
     pub threads: u32,
 }
 
+/// The most one pull brings, in MiB.
+const PULL_MIB: u32 = 1;
+
 /// A push consumer (not started: subscribe and register its listener first).
 pub fn consumer(runtime: &MqRuntime, options: &ConsumerOptions) -> DefaultMQPushConsumer {
     let mut builder = DefaultMQPushConsumer::builder(runtime.client_runtime());
@@ -243,13 +246,17 @@ pub fn consumer(runtime: &MqRuntime, options: &ConsumerOptions) -> DefaultMQPush
         // pulls to ever fill.
         .pull_batch_size(options.batch.max(32))
         .pull_interval(options.pull_interval.as_millis() as u64)
-        // Room for a few pulls per queue while the listener works on the last (the client stops
-        // pulling a queue holding more than this many unconsumed messages; default 1000).
+        // Room for a few pulls per queue while the listener works on the last: the client stops
+        // pulling a queue holding more than this many unconsumed messages (default 1000), or
+        // more than this many MiB of them (default 100). Both bound the same four pulls: a
+        // packed order message carries up to 64 orders (~21 KB), so the count alone would let
+        // a backlog cache ~86 MB per queue.
         .pull_threshold_for_queue(4 * options.batch.max(256))
+        .pull_threshold_size_for_queue(PULL_MIB * 4)
         .consume_concurrently_max_span(4 * options.batch.max(500))
         // A pull may bring up to 1 MiB (the client's default, 256 KiB, would stop a pull of
         // ~330-byte orders well short of 1024 messages; the broker allows 1 MiB).
-        .pull_batch_size_in_bytes(1 << 20)
+        .pull_batch_size_in_bytes(PULL_MIB << 20)
         .consume_thread_min(options.threads)
         .consume_thread_max(options.threads)
         .await_termination_millis_when_shutdown(options.shutdown_wait.as_millis() as u64)

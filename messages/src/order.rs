@@ -9,13 +9,15 @@
 //! Why packed: the broker's work is per message (its commit-log entry, its consume-queue
 //! entry, its share of a pull), and so is the client's encoding on both sides. One message per
 //! order cost the broker about as much CPU per win as Redis; `docs/ARCHITECTURE.md`,
-//! "Publishing", has the figures.
+//! "Messages and topics", has the figures.
 
 use seckill_ledger::{OrderRecord, OrderText};
 
 use crate::{Message, MAX_KEYED_ORDERS, ORDER_TOPIC};
 
-/// Orders one `seckill_order` message carries at most: its keys name them all.
+/// Orders one `seckill_order` message carries at most: its keys name them all. The senders'
+/// own batches are smaller (the gateway's and `seckillctl reconcile`'s are of at most 64
+/// orders), so this only bounds what a caller could pass at once.
 pub const MAX_PACKED_ORDERS: usize = MAX_KEYED_ORDERS;
 
 /// The `seckill_order` messages of `orders`: one per activity (in the order activities first
@@ -46,10 +48,18 @@ fn packed(activity: &str, orders: &[&OrderText]) -> Message {
         if i > 0 {
             body.push(b'\n');
         }
-        // Compact JSON (cjson's, serde_json's) escapes every control character in a string,
-        // so a record never holds a raw newline.
-        debug_assert!(!order.json.contains('\n'));
         body.extend_from_slice(order.json.as_bytes());
+        // The records the stack writes hold no newline (`deduct.lua` formats them from
+        // validated ids and a cjson-escaped channel; serde_json writes compact JSON), but a
+        // record is text from Redis, and one that held a newline would split into lines no
+        // writer can read. JSON allows a raw newline only as whitespace between tokens (never
+        // inside a string), so a space in its place means the same record.
+        let start = body.len() - order.json.len();
+        for byte in &mut body[start..] {
+            if *byte == b'\n' {
+                *byte = b' ';
+            }
+        }
     }
     Message::builder()
         .topic(ORDER_TOPIC)
@@ -61,11 +71,12 @@ fn packed(activity: &str, orders: &[&OrderText]) -> Message {
 
 /// A line of a `seckill_order` body that is not an order record.
 #[derive(Debug, thiserror::Error)]
-#[error("line {line}: {source}")]
+#[error("line {line}: {error}")]
 pub struct UndecodableLine {
     /// 1-based.
     pub line: usize,
-    pub source: serde_json::Error,
+    /// Not a `source`: the message above already says it, and a cause chain would say it twice.
+    pub error: serde_json::Error,
 }
 
 /// Decodes a `seckill_order` body: each line's record or why it is not one. An empty body is
@@ -74,10 +85,7 @@ pub fn decode_orders(body: &[u8]) -> Vec<Result<OrderRecord, UndecodableLine>> {
     body.split(|b| *b == b'\n')
         .enumerate()
         .map(|(i, line)| {
-            serde_json::from_slice(line).map_err(|source| UndecodableLine {
-                line: i + 1,
-                source,
-            })
+            serde_json::from_slice(line).map_err(|error| UndecodableLine { line: i + 1, error })
         })
         .collect()
 }
@@ -144,6 +152,22 @@ mod tests {
             .map(|m| decode_orders(body(m)).len())
             .collect();
         assert_eq!(sizes, [MAX_PACKED_ORDERS, 1]);
+    }
+
+    #[test]
+    fn a_record_with_a_newline_still_travels_as_one_line() {
+        // Pretty-printed JSON: newlines between its tokens, as a hand-repaired record might be.
+        let pretty = OrderText {
+            json: serde_json::to_string_pretty(&record(1, "a")).expect("encodes"),
+            ..text(1, "a")
+        };
+        assert!(pretty.json.contains('\n'));
+        let messages = order_messages([&pretty, &text(2, "a")]);
+        let decoded: Vec<OrderRecord> = decode_orders(body(&messages[0]))
+            .into_iter()
+            .map(|o| o.expect("decodes"))
+            .collect();
+        assert_eq!(decoded, [record(1, "a"), record(2, "a")]);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use seckill_store::Store;
 use crate::consume::{persist_and_mirror, ConsumeError};
 use crate::persist::Persister;
 
-/// Orders adopted in one persisted batch at most (as one pull brings).
+/// Orders adopted in one persisted batch at most (one `ORDER_CREATED` event's worth).
 const ADOPT_BATCH: usize = 1024;
 /// Ticks an activity's rows must stay unmoved before its orders are looked at.
 const STALLED_TICKS: u32 = 2;

@@ -27,10 +27,10 @@ use crate::persist::Persister;
 /// Persists in flight at once. Two keep the database and the broker busy while the next batch
 /// gathers; every consume thread beyond them waits and merges.
 pub const PERSIST_SLOTS: usize = 2;
-/// Orders in one merged persist at most (a single call bigger than this, which a pull cannot
-/// bring, would go alone): two full pulls (1024 each, `crate::CONSUME_BATCH`), announced as two
-/// `ORDER_CREATED` events and timed by two timers per activity at most (each message names at
-/// most 1,024 orders in its keys).
+/// Orders in one merged persist at most: calls are merged while they fit, and a single call
+/// bigger than this (a full 1 MiB pull of packed messages brings about 3,000) goes alone. Its
+/// `ORDER_CREATED` events and timers name at most 1,024 orders each (their keys' limit), so a
+/// persist sends one of each per activity and 1,024 orders.
 pub const MAX_MERGED: usize = 2048;
 
 /// How a call's persist ended (shared by every call merged into it).

@@ -180,7 +180,8 @@ impl MessageListenerConcurrently for OrderListener {
         if self.stopping.load(Ordering::Acquire) {
             return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
         }
-        let mut orders = Vec::with_capacity(msgs.len());
+        // Each message packs the orders of one gateway batch (up to 64).
+        let mut orders = Vec::new();
         let mut unreadable = Vec::new();
         let mut redelivered = false;
         for msg in msgs.iter().filter(|m| self.filter.wants(m)) {
@@ -201,6 +202,7 @@ impl MessageListenerConcurrently for OrderListener {
                 unreadable.push(Parked::message(
                     ORDER_TOPIC,
                     msg.msg_id().as_ref(),
+                    msg.get_tags().as_deref(),
                     UNDECODABLE,
                     detail,
                     body.to_vec(),

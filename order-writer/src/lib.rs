@@ -45,13 +45,14 @@ use crate::consume::{cancel_step, payment_step, ActivityFilter, OrderListener, S
 use crate::group::GroupFilter;
 use crate::persist::Persister;
 
-/// Orders handed to the listener at once: one database transaction, one transactional
-/// `ORDER_CREATED`, one mirror call and one timer message per activity, whatever the size — so
-/// the bigger, the less each order costs (1024 orders ≈ 330 KB of event body before the client
-/// compresses it). A call gets at most what one pull brings, which the broker caps
-/// (`maxTransferCountOnMessageInMemory`, 32 by default; `scripts/services.sh` raises it to
-/// 1024). With a pull every `Timing::order_pull_interval` (50 ms) per queue, this is also what
-/// bounds draining a backlog: 4 queues × 1024 per 50 ms ≈ 80k orders/s (256 capped it at 20k).
+/// Messages handed to the listener at once. A call's orders (each message packs one gateway
+/// batch's, up to 64) are one database transaction, one mirror call, and one transactional
+/// `ORDER_CREATED` and one timer message per activity and 1,024 orders, whatever the size — so
+/// the bigger, the less each order costs. A call gets at most what one pull brings, which the
+/// broker caps (`maxTransferCountOnMessageInMemory`, 32 by default; `scripts/services.sh`
+/// raises it to 1024) and the client's 1 MiB pull size caps too (about 3,000 orders of ~330
+/// bytes). With a pull every `Timing::order_pull_interval` (50 ms) per queue, that is also what
+/// bounds draining a backlog.
 pub const CONSUME_BATCH: u32 = 1024;
 /// Consume calls of `seckill_order` at once. They only wait for the coalescer ([`coalesce`]),
 /// which runs two persists at a time whatever this is: more calls waiting means more pulls

@@ -250,6 +250,8 @@ async fn a_packed_message_with_a_bad_line_persists_its_orders_and_is_parked() {
     };
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert_eq!(parked[0].reason, "undecodable");
+    // The message's tag names its activity, so an operator looking at this sale finds it.
+    assert_eq!(parked[0].activity_id.as_deref(), Some(activity.as_str()));
     assert!(
         parked[0].detail.starts_with("line 2:"),
         "{}",

@@ -42,13 +42,22 @@ impl Parked {
         }
     }
 
-    /// A message nobody can read, keyed by the broker's message id.
-    pub fn message(topic: &str, msg_id: &str, reason: &str, detail: String, body: Vec<u8>) -> Self {
+    /// A message nobody can read, keyed by the broker's message id; `activity_id` where the
+    /// message names it outside its body (its tag), so an operator listing one activity's
+    /// parked rows finds it.
+    pub fn message(
+        topic: &str,
+        msg_id: &str,
+        activity_id: Option<&str>,
+        reason: &str,
+        detail: String,
+        body: Vec<u8>,
+    ) -> Self {
         Parked {
             key: format!("message:{msg_id}"),
             topic: topic.to_owned(),
             order_id: None,
-            activity_id: None,
+            activity_id: activity_id.map(str::to_owned),
             reason: reason.to_owned(),
             detail,
             body,
