@@ -71,16 +71,15 @@ pub(crate) async fn reconcile(
 /// Sends `orders` to the order topic in batches; returns how many were sent.
 async fn republish(orders: &[OrderRecord], namesrv: &str) -> Result<usize, CtlError> {
     // Encoded before connecting: a record that cannot be encoded stops us before any send.
-    let batches = orders
-        .chunks(MAX_BATCH)
-        .map(|chunk| {
-            let texts = chunk
-                .iter()
-                .map(OrderText::from_record)
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((chunk.len(), order_messages(&texts)))
-        })
-        .collect::<Result<Vec<(usize, Vec<Message>)>, serde_json::Error>>()?;
+    // Each batch: how many orders it holds, and their messages.
+    let mut batches: Vec<(usize, Vec<Message>)> = Vec::new();
+    for chunk in orders.chunks(MAX_BATCH) {
+        let texts = chunk
+            .iter()
+            .map(OrderText::from_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        batches.push((chunk.len(), order_messages(&texts)));
+    }
     let runtime = MqRuntime::start("seckillctl")?;
     let mut producer = seckill_messages::producer(&runtime, PRODUCER_GROUP, namesrv, SEND_TIMEOUT)
         .await
