@@ -48,17 +48,20 @@ fn packed(activity: &str, orders: &[&OrderText]) -> Message {
         if i > 0 {
             body.push(b'\n');
         }
-        body.extend_from_slice(order.json.as_bytes());
         // The records the stack writes hold no newline (`deduct.lua` formats them from
         // validated ids and a cjson-escaped channel; serde_json writes compact JSON), but a
         // record is text from Redis, and one that held a newline would split into lines no
         // writer can read. JSON allows a raw newline only as whitespace between tokens (never
         // inside a string), so a space in its place means the same record.
-        let start = body.len() - order.json.len();
-        for byte in &mut body[start..] {
-            if *byte == b'\n' {
-                *byte = b' ';
-            }
+        if order.json.contains('\n') {
+            body.extend(
+                order
+                    .json
+                    .bytes()
+                    .map(|b| if b == b'\n' { b' ' } else { b }),
+            );
+        } else {
+            body.extend_from_slice(order.json.as_bytes());
         }
     }
     Message::builder()
